@@ -1,0 +1,175 @@
+"""Loading and saving fairseq checkpoints on today's torch.
+
+Two problems, one place:
+
+* torch >= 2.6 loads with ``weights_only=True``. fairseq 0.12 checkpoints hold an
+  ``argparse.Namespace``, omegaconf containers and fairseq meter objects, so every
+  checkpoint fails to load. Checkpoints *are* pickles: loading one runs code from it.
+  kd_nmt therefore loads only the paths a user names on its command line (teacher,
+  student, ``--restore-file``), with ``weights_only=False`` and no environment variable.
+  Load trusted files only.
+
+* A student trained with ``--task kd_translation`` must stay a *plain* translation
+  checkpoint, so stock ``fairseq-generate`` and ``ct2-fairseq-converter`` (which re-create
+  the task named inside the checkpoint) load it without our plugin. When a checkpoint is
+  saved, the task name is rewritten to ``translation`` and kd-only options are moved to
+  ``extra_state["kd_nmt"]`` (provenance). Resuming is unaffected: fairseq resumes from the
+  command-line config, not the one stored in the checkpoint.
+
+``install_fairseq_patches()`` is called when the plugin is imported (``--user-dir kd_nmt``,
+``kd-nmt train``); both patches are scoped to ``fairseq.checkpoint_utils``.
+"""
+import copy
+import functools
+import os
+import types
+from argparse import Namespace
+
+import torch
+
+from kd_nmt.errors import KDNMTError
+
+KD_TASK = "kd_translation"
+PLAIN_TASK = "translation"
+# options that only mean something to kd_translation; stripped from saved student configs
+KD_TASK_OPTIONS = ("teacher_path", "teacher_cache", "sentence_kd_data")
+
+
+def load_checkpoint(path):
+    """Load a (trusted) fairseq checkpoint to CPU, upgraded by fairseq (``cfg`` as omegaconf).
+
+    One clear error naming the path if it is missing or unreadable.
+    """
+    if not path or not os.path.isfile(path):
+        raise KDNMTError(f"checkpoint not found: {path!r}")
+    install_fairseq_patches()
+    from fairseq import checkpoint_utils
+
+    try:
+        return checkpoint_utils.load_checkpoint_to_cpu(path)
+    except Exception as exc:  # truncated file, not a torch file, ...
+        raise KDNMTError(
+            f"cannot read checkpoint {path!r}: {type(exc).__name__}: {exc}. "
+            "Is it a complete fairseq checkpoint?"
+        ) from None
+
+
+def as_plain_translation_state(state):
+    """Return ``state`` with a kd_translation task config rewritten to plain ``translation``.
+
+    Shallow-copies only what it edits, so the trainer's live config is untouched.
+    """
+    cfg = state.get("cfg")
+    if not isinstance(cfg, dict):
+        return state
+    task = cfg.get("task")
+    task_name = task.get("_name") if isinstance(task, dict) else None
+    model = cfg.get("model")
+    model_task = getattr(model, "task", None) if isinstance(model, Namespace) else None
+    if KD_TASK not in (task_name, model_task):
+        return state
+
+    state = dict(state)
+    cfg = dict(cfg)
+    state["cfg"] = cfg
+    provenance = {"task": KD_TASK}
+    if isinstance(task, dict):
+        task = dict(task)
+        task["_name"] = PLAIN_TASK
+        for key in KD_TASK_OPTIONS:
+            if key in task:
+                provenance[key] = task.pop(key)
+        cfg["task"] = task
+    if isinstance(model, Namespace):
+        model = copy.copy(model)
+        model.task = PLAIN_TASK
+        for key in KD_TASK_OPTIONS:
+            if hasattr(model, key):
+                provenance.setdefault(key, getattr(model, key))
+                delattr(model, key)
+        cfg["model"] = model
+    extra = dict(state.get("extra_state") or {})
+    extra["kd_nmt"] = provenance
+    state["extra_state"] = extra
+    return state
+
+
+class _TorchTrustedLoad(types.ModuleType):
+    """``torch`` as seen from fairseq.checkpoint_utils, with ``load(weights_only=False)``."""
+
+    def __init__(self):
+        super().__init__("torch")
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def load(*args, **kwargs):
+        kwargs.setdefault("weights_only", False)
+        return torch.load(*args, **kwargs)
+
+
+def install_fairseq_patches():
+    """Idempotently patch fairseq.checkpoint_utils (trusted load, plain-translation save)."""
+    from fairseq import checkpoint_utils
+
+    if getattr(checkpoint_utils, "_kd_nmt_patched", False):
+        return
+    checkpoint_utils.torch = _TorchTrustedLoad()
+    original_save = checkpoint_utils.torch_persistent_save
+
+    @functools.wraps(original_save)
+    def save_plain(obj, filename, *args, **kwargs):
+        if isinstance(obj, dict):
+            obj = as_plain_translation_state(obj)
+        return original_save(obj, filename, *args, **kwargs)
+
+    checkpoint_utils.torch_persistent_save = save_plain
+    checkpoint_utils._kd_nmt_patched = True
+
+
+def load_models(paths, task=None, arg_overrides=None):
+    """Load one or more fairseq models (an ensemble) for inference: eval mode, CPU.
+
+    ``paths`` is a list or a ``a.pt:b.pt`` string. Returns ``(models, model_cfg_list)``.
+    With ``task`` given, models are built against its dictionaries.
+    """
+    install_fairseq_patches()
+    from fairseq import checkpoint_utils
+
+    if isinstance(paths, str):
+        paths = [p for p in paths.split(":") if p]
+    models, cfgs = [], []
+    for path in paths:
+        state = load_checkpoint(path)
+        try:
+            ensemble, cfg = checkpoint_utils.load_model_ensemble(
+                [path], arg_overrides=arg_overrides, task=task, state=state
+            )
+        except KDNMTError:
+            raise
+        except Exception as exc:
+            raise KDNMTError(
+                f"cannot build the model stored in {path!r}: {type(exc).__name__}: {exc}"
+            ) from None
+        for model in ensemble:
+            model.eval()
+        models.extend(ensemble)
+        cfgs.append(cfg)
+    return models, cfgs
+
+
+def checkpoint_vocab_sizes(state):
+    """(source, target) embedding-table sizes of a transformer checkpoint state, None if unknown."""
+    weights = state.get("model", {})
+
+    def rows(*keys):
+        for key in keys:
+            if key in weights:
+                return int(weights[key].shape[0])
+        return None
+
+    return (
+        rows("encoder.embed_tokens.weight"),
+        rows("decoder.output_projection.weight", "decoder.embed_tokens.weight"),
+    )

@@ -1,0 +1,20 @@
+"""Everything the plugin registers with fairseq, imported once by ``kd_nmt/__init__``."""
+import sys
+
+from kd_nmt.checkpoint import install_fairseq_patches
+from kd_nmt.errors import KDNMTError
+
+install_fairseq_patches()
+
+from kd_nmt import criterions, tasks  # noqa: F401,E402  (register_task / register_criterion)
+
+
+def _excepthook(exc_type, exc, tb, _previous=sys.excepthook):
+    """Print a KDNMTError raised inside fairseq-train/-generate as one line, not a traceback."""
+    if issubclass(exc_type, KDNMTError):
+        print(f"kd_nmt: error: {exc}", file=sys.stderr)
+        return
+    _previous(exc_type, exc, tb)
+
+
+sys.excepthook = _excepthook

@@ -1,0 +1,139 @@
+"""The teacher: a frozen fairseq model (or ensemble) that scores the student's batches.
+
+The teacher is held by the task, never by the criterion or the model: fairseq's Trainer
+casts, DDP-wraps, optimizes and saves every submodule of those, and a teacher must be none
+of that. It lives in eval mode, runs under ``torch.no_grad()`` and follows the student to
+its device and dtype on first use.
+
+An ensemble averages *probabilities* (not log-probabilities):
+``log p(y) = logsumexp_i(log p_i(y)) - log n``.
+"""
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+
+from kd_nmt.checkpoint import checkpoint_vocab_sizes, load_checkpoint, load_models
+from kd_nmt.errors import KDNMTError
+
+
+def _first_difference(ours, theirs):
+    """Index and symbols of the first entry where two fairseq dictionaries differ."""
+    for i in range(max(len(ours), len(theirs))):
+        a = ours.symbols[i] if i < len(ours) else "<none>"
+        b = theirs.symbols[i] if i < len(theirs) else "<none>"
+        if a != b:
+            return i, a, b
+    return None
+
+
+def _teacher_dictionaries(state):
+    """The teacher's own (source, target) dictionaries, found via the data dir it was trained on.
+
+    Returns (None, None) when that directory is gone (the teacher was trained elsewhere).
+    """
+    from fairseq.data import Dictionary
+
+    task_cfg = state["cfg"].get("task") if state.get("cfg") is not None else None
+    data = getattr(task_cfg, "data", None) if task_cfg is not None else None
+    src = getattr(task_cfg, "source_lang", None)
+    tgt = getattr(task_cfg, "target_lang", None)
+    if not data or not src or not tgt:
+        return None, None
+    data = data.split(":")[0]
+    paths = [os.path.join(data, f"dict.{lang}.txt") for lang in (src, tgt)]
+    if not all(os.path.isfile(p) for p in paths):
+        return None, None
+    return tuple(Dictionary.load(p) for p in paths)
+
+
+def check_teacher_dictionaries(path, state, src_dict, tgt_dict):
+    """Raise one clear KDNMTError if the teacher in ``path`` was trained with other dictionaries."""
+    teacher_dicts = _teacher_dictionaries(state)
+    sizes = checkpoint_vocab_sizes(state)
+    for side, ours, theirs, size in zip(
+        ("source", "target"), (src_dict, tgt_dict), teacher_dicts, sizes
+    ):
+        if theirs is not None:
+            diff = _first_difference(ours, theirs)
+            if diff is not None:
+                i, a, b = diff
+                raise KDNMTError(
+                    f"teacher {path!r} uses a different {side} dictionary: student has "
+                    f"{len(ours)} symbols, teacher {len(theirs)}; first difference at index {i}: "
+                    f"student {a!r} vs teacher {b!r}. Binarize the student data with the "
+                    "teacher's dictionaries (fairseq-preprocess --srcdict/--tgtdict)."
+                )
+        elif size is not None and size != len(ours):
+            raise KDNMTError(
+                f"teacher {path!r} uses a different {side} dictionary: student has {len(ours)} "
+                f"symbols, teacher {size} (the teacher's dictionary files are not available to "
+                "name the first differing symbol). Binarize the student data with the teacher's "
+                "dictionaries (fairseq-preprocess --srcdict/--tgtdict)."
+            )
+
+
+class Teacher:
+    """A frozen model ensemble producing (tempered) token distributions on given prefixes."""
+
+    def __init__(self, models, paths=()):
+        if not models:
+            raise KDNMTError("a teacher needs at least one checkpoint")
+        self.models = list(models)
+        self.paths = list(paths)
+        for model in self.models:
+            model.eval()
+            for p in model.parameters():
+                p.requires_grad_(False)
+
+    @classmethod
+    def from_paths(cls, paths, task):
+        """Load ``a.pt:b.pt`` (or a list) against ``task``'s dictionaries, checking they match."""
+        if isinstance(paths, str):
+            paths = [p for p in paths.split(":") if p]
+        for path in paths:
+            state = load_checkpoint(path)
+            check_teacher_dictionaries(path, state, task.source_dictionary, task.target_dictionary)
+            del state
+        models, _ = load_models(paths, task=task)
+        return cls(models, paths)
+
+    def __len__(self):
+        return len(self.models)
+
+    def to_like(self, tensor):
+        """Move the teacher to ``tensor``'s device and floating dtype (once; cheap afterwards)."""
+        for model in self.models:
+            param = next(model.parameters())
+            if param.device != tensor.device or param.dtype != tensor.dtype:
+                model.to(device=tensor.device, dtype=tensor.dtype)
+
+    @torch.no_grad()
+    def logits(self, net_input):
+        """Per-model output logits ``[B, T, V]`` for the decoder prefix in ``net_input``."""
+        return [model(**net_input)[0] for model in self.models]
+
+    @torch.no_grad()
+    def log_probs(self, net_input, temperature=1.0, logits=None):
+        """Ensemble log-probabilities ``[B, T, V]`` at ``temperature`` (float32)."""
+        logits = self.logits(net_input) if logits is None else logits
+        lprobs = [F.log_softmax(x.float() / temperature, dim=-1) for x in logits]
+        if len(lprobs) == 1:
+            return lprobs[0]
+        return torch.logsumexp(torch.stack(lprobs), dim=0) - math.log(len(lprobs))
+
+    @torch.no_grad()
+    def gold_nll(self, logits, target):
+        """Per-position NLL ``[B, T]`` of ``target`` under the ensemble at temperature 1.
+
+        Uses logsumexp per model, so no extra ``[B, T, V]`` log-prob tensor is built.
+        """
+        index = target.unsqueeze(-1)
+        per_model = [
+            x.float().gather(-1, index).squeeze(-1) - torch.logsumexp(x.float(), dim=-1)
+            for x in logits
+        ]
+        if len(per_model) == 1:
+            return -per_model[0]
+        return -(torch.logsumexp(torch.stack(per_model), dim=0) - math.log(len(per_model)))
