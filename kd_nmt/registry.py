@@ -6,7 +6,7 @@ from kd_nmt.errors import KDNMTError
 
 install_fairseq_patches()
 
-from kd_nmt import criterions, tasks  # noqa: F401,E402  (register_task / register_criterion)
+from kd_nmt import architectures, criterions, tasks  # noqa: F401,E402  (fairseq registrations)
 
 
 def _excepthook(exc_type, exc, tb, _previous=sys.excepthook):

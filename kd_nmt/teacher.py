@@ -124,6 +124,21 @@ class Teacher:
         return torch.logsumexp(torch.stack(lprobs), dim=0) - math.log(len(lprobs))
 
     @torch.no_grad()
+    def distribution(self, sample, like):
+        """The teacher's view of a batch, for a KD criterion.
+
+        Returns ``(dist, gold_nll)``: ``dist`` ``[B, T, V]`` scores whose softmax is the
+        (ensemble) distribution on the gold prefix of ``sample`` (a single model's raw logits,
+        or an ensemble's averaged log-probabilities), and ``gold_nll`` ``[B, T]`` the teacher's
+        NLL of ``sample["target"]``. Moves the teacher next to ``like`` (the student's logits).
+        A teacher cache offers the same method with a sparse ``dist`` (``(ids, log_probs)``).
+        """
+        self.to_like(like)
+        logits = self.logits(sample["net_input"])
+        dist = logits[0] if len(logits) == 1 else self.log_probs(None, logits=logits)
+        return dist, self.gold_nll(logits, sample["target"])
+
+    @torch.no_grad()
     def gold_nll(self, logits, target):
         """Per-position NLL ``[B, T]`` of ``target`` under the ensemble at temperature 1.
 

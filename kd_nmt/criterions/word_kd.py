@@ -118,18 +118,15 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
     def criterion_name(cls):
         return "word_kd"
 
-    def kd_loss(self, student_logits, net_input, target):
-        """(kd_sum, teacher_nll_sum) of the student's logits against the teacher on ``net_input``."""
-        teacher = self.task.teacher
-        teacher.to_like(student_logits)
-        logits = teacher.logits(net_input)
-        dist = logits[0] if len(logits) == 1 else teacher.log_probs(net_input, logits=logits)
+    def kd_loss(self, student_logits, sample):
+        """(kd_sum, teacher_nll_sum) of the student's logits against the teacher on ``sample``."""
+        dist, teacher_nll = self.task.teacher.distribution(sample, like=student_logits)
+        target = sample["target"]
         kd = token_kd_loss(
             student_logits, dist, target, self.padding_idx, self.kd_divergence,
             self.kd_temperature, self.kd_topk, **self.kd_params,
         )
-        teacher_nll = teacher.gold_nll(logits, target).masked_fill(target.eq(self.padding_idx), 0.0).sum()
-        return kd, teacher_nll
+        return kd, teacher_nll.masked_fill(target.eq(self.padding_idx), 0.0).sum()
 
     def mix(self, ce, kd, training):
         """The word-KD objective in training; the student's CE on gold in validation."""
@@ -140,8 +137,7 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
     def forward(self, model, sample, reduce=True):
         net_output = model(**sample["net_input"])
         ce, nll = self.compute_loss(model, net_output, sample, reduce=reduce)
-        target = model.get_targets(sample, net_output)
-        kd, teacher_nll = self.kd_loss(net_output[0], sample["net_input"], target)
+        kd, teacher_nll = self.kd_loss(net_output[0], sample)
         loss = self.mix(ce, kd, model.training)
         sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
         logging_output = {

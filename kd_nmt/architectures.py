@@ -1,0 +1,36 @@
+"""Student and teacher sizes used by the recipes, registered as fairseq transformer variants.
+
+All share input/output embeddings (joined dictionary). Parameter counts for an 8k joint
+vocabulary are listed in the README (measured with `kd-nmt bench`).
+
+    name                      layers enc+dec  dim  ffn   heads
+    transformer_kd_tiny             2+2       128   512    2
+    transformer_kd_small            3+3       256  1024    4
+    transformer_kd_base             6+6       512  2048    8
+"""
+from fairseq.models import register_model_architecture
+from fairseq.models.transformer import base_architecture
+
+SIZES = {
+    "transformer_kd_tiny": (2, 128, 512, 2),
+    "transformer_kd_small": (3, 256, 1024, 4),
+    "transformer_kd_base": (6, 512, 2048, 8),
+}
+
+
+def _make(layers, dim, ffn, heads):
+    def arch(args):
+        for side in ("encoder", "decoder"):
+            setattr(args, f"{side}_layers", getattr(args, f"{side}_layers", layers))
+            setattr(args, f"{side}_embed_dim", getattr(args, f"{side}_embed_dim", dim))
+            setattr(args, f"{side}_ffn_embed_dim", getattr(args, f"{side}_ffn_embed_dim", ffn))
+            setattr(args, f"{side}_attention_heads", getattr(args, f"{side}_attention_heads", heads))
+        args.share_all_embeddings = getattr(args, "share_all_embeddings", True)
+        args.dropout = getattr(args, "dropout", 0.1)
+        base_architecture(args)
+
+    return arch
+
+
+for _name, _size in SIZES.items():
+    register_model_architecture("transformer", _name)(_make(*_size))

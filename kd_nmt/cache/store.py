@@ -1,0 +1,327 @@
+"""On-disk format of a teacher cache: top-k teacher log-probabilities per target token.
+
+Layout of a cache directory (``kd-nmt cache-teacher --out CACHE``)::
+
+    CACHE/meta.json              what was cached (see below); "complete": true once every chunk exists
+    CACHE/offsets.npy            int64 [N + 1]: sentence i owns global token rows offsets[i]:offsets[i+1]
+    CACHE/dict.src.txt           the source / target dictionaries the cache was built with
+    CACHE/dict.tgt.txt           (copies, to name the first differing symbol in errors)
+    CACHE/chunks/00000/          sentences [0, S) of the split, S = meta["chunk_sentences"]
+        target.npy  [n, ]        gold target token of each row (int16 if V < 32768 else int32)
+        ids.npy     [n, k]       the teacher's k most probable token ids, most probable first (same dtype)
+        logp.npy    [n, k]       their log-probabilities, float16
+        nll.npy     [n, ]        the teacher's NLL of the gold token, float32
+    CACHE/chunks/00001/ ...
+
+Rows are the target tokens of the binarized split (EOS included), in dataset order: sentence
+``i`` of the split (``sample["id"]``) owns rows ``offsets[i] : offsets[i+1]`` (its target length
+from the LanguagePairDataset's ``tgt_sizes``). Every ``.npy`` is memory-mapped when read, so any
+batch order, any epoch and any number of processes read only the rows they need.
+
+Log-probabilities are at temperature 1, normalised over the *full* vocabulary (an ensemble
+averages probabilities), and only then truncated to the top k: they are not renormalised over
+the k kept ids. A KD criterion renormalises over the ids itself (at its own temperature:
+``softmax(logp / tau)`` over the k ids is the tempered teacher restricted to them).
+
+A chunk is written into ``chunks/NNNNN.tmp/`` and renamed to ``chunks/NNNNN/`` when all four
+arrays are flushed (an atomic directory rename): a chunk directory is always complete, and an
+interrupted build resumes by computing only the missing chunks.
+
+Hashes recorded in ``meta.json`` (all sha256, hex):
+
+* ``teacher.sha256``: of each teacher checkpoint file, whole (computed once, at build time).
+* ``dictionaries.*.sha256``: of the dictionary's symbols, ``"\\n".join(symbols)``, specials
+  included: the id -> symbol mapping the ids depend on (the counts in ``dict.*.txt`` do not).
+* ``data.sha256``: of the binarized split, source and target ``.idx`` and ``.bin`` files
+  (file names and bytes), whole. Checked every time a cache is opened for training; hashing
+  reads the split once (about a second per GB).
+"""
+import hashlib
+import json
+import os
+import shutil
+
+import numpy as np
+
+from kd_nmt.errors import KDNMTError
+
+FORMAT = "kd_nmt.teacher_cache"
+VERSION = 1
+ARRAYS = ("target", "ids", "logp", "nll")  # per chunk, in this order
+LOGP_DTYPE = np.float16
+NLL_DTYPE = np.float32
+# float16 covers +-65504; a log-prob below this (never seen in practice) is clamped to it
+LOGP_MIN = -60000.0
+LOG_PROBS_NOTE = (
+    "natural log, temperature 1, normalised over the full vocabulary (an ensemble averages "
+    "probabilities), then the k largest kept, most probable first; not renormalised over the k"
+)
+# meta fields that must agree for a rerun to resume into an existing --out directory
+BUILD_KEYS = (
+    "format", "version", "teacher", "k", "vocab_size", "ids_dtype", "split", "source_lang",
+    "target_lang", "dictionaries", "data", "n_sentences", "n_tokens", "chunk_sentences",
+)
+
+
+def ids_dtype(vocab_size):
+    """int16 when every id fits (V < 32768), else int32."""
+    return np.int16 if vocab_size < 32768 else np.int32
+
+
+def sha256_file(path, h=None, bufsize=1 << 20):
+    """sha256 of a whole file (hex), or update ``h`` with its bytes."""
+    own = h is None
+    h = hashlib.sha256() if own else h
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(bufsize), b""):
+            h.update(block)
+    return h.hexdigest() if own else h
+
+
+def dictionary_hash(dictionary):
+    """sha256 of a fairseq Dictionary's symbols (the id -> symbol mapping)."""
+    return hashlib.sha256("\n".join(dictionary.symbols).encode("utf-8")).hexdigest()
+
+
+def split_files(data_dir, split, src, tgt):
+    """The binarized files of ``split`` (``split``, ``split1``, ... as fairseq combines them).
+
+    Returns ``[(prefix, [src.idx, src.bin, tgt.idx, tgt.bin])]``; a KDNMTError if none exist.
+    """
+    found = []
+    k = 0
+    while True:
+        split_k = split + (str(k) if k > 0 else "")
+        prefix = None
+        for a, b in ((src, tgt), (tgt, src)):
+            candidate = os.path.join(data_dir, f"{split_k}.{a}-{b}.")
+            if all(os.path.isfile(candidate + f"{lang}.{ext}") for lang in (src, tgt) for ext in ("idx", "bin")):
+                prefix = candidate
+                break
+        if prefix is None:
+            break
+        found.append((prefix, [prefix + f"{lang}.{ext}" for lang in (src, tgt) for ext in ("idx", "bin")]))
+        k += 1
+    if not found:
+        raise KDNMTError(
+            f"no binarized {split!r} split for {src}-{tgt} in {data_dir!r} "
+            f"(expected {split}.{src}-{tgt}.{src}.bin/.idx and .{tgt}.bin/.idx)"
+        )
+    return found
+
+
+def data_hash(data_dir, split, src, tgt):
+    """sha256 over the names and bytes of the split's source and target .idx/.bin files."""
+    h = hashlib.sha256()
+    for _, files in split_files(data_dir, split, src, tgt):
+        for path in files:
+            h.update(os.path.basename(path).encode("utf-8") + b"\0")
+            sha256_file(path, h)
+    return h.hexdigest()
+
+
+def write_json_atomic(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_npy_atomic(path, array):
+    tmp = path + ".tmp.npy"
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def chunk_dir(cache_dir, index):
+    return os.path.join(cache_dir, "chunks", f"{index:05d}")
+
+
+def chunk_ranges(n_sentences, chunk_sentences):
+    """[(first_sentence, end_sentence)] of every chunk."""
+    return [(s, min(s + chunk_sentences, n_sentences)) for s in range(0, n_sentences, chunk_sentences)]
+
+
+def expected_shapes(n_rows, k):
+    return {"target": (n_rows,), "ids": (n_rows, k), "logp": (n_rows, k), "nll": (n_rows,)}
+
+
+def expected_dtypes(vocab_size):
+    i = np.dtype(ids_dtype(vocab_size))
+    return {"target": i, "ids": i, "logp": np.dtype(LOGP_DTYPE), "nll": np.dtype(NLL_DTYPE)}
+
+
+def npy_problem(path, shape, dtype):
+    """None if ``path`` is a complete .npy of ``shape``/``dtype``, else what is wrong with it.
+
+    Reads the header only: a file cut short keeps its header, so its size gives it away.
+    """
+    if not os.path.isfile(path):
+        return "missing"
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                got_shape, fortran, got_dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                got_shape, fortran, got_dtype = np.lib.format.read_array_header_2_0(f)
+            header_end = f.tell()
+    except Exception as exc:  # noqa: BLE001  (a truncated or foreign header)
+        return f"unreadable .npy header ({type(exc).__name__}: {exc})"
+    if tuple(got_shape) != tuple(shape) or np.dtype(got_dtype) != np.dtype(dtype) or fortran:
+        return f"holds {np.dtype(got_dtype)} {tuple(got_shape)}, expected {np.dtype(dtype)} {tuple(shape)}"
+    size = os.path.getsize(path)
+    want = header_end + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    if size != want:
+        return f"{size} bytes, expected {want} (truncated or padded)"
+    return None
+
+
+class ChunkWriter:
+    """Memory-mapped arrays of one chunk in ``NNNNN.tmp/``; ``commit()`` renames it into place."""
+
+    def __init__(self, cache_dir, index, n_rows, k, vocab_size):
+        self.final = chunk_dir(cache_dir, index)
+        self.tmp = self.final + ".tmp"
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        os.makedirs(self.tmp)
+        dtypes = expected_dtypes(vocab_size)
+        self.arrays = {
+            name: np.lib.format.open_memmap(
+                os.path.join(self.tmp, f"{name}.npy"), mode="w+", dtype=dtypes[name], shape=shape
+            )
+            for name, shape in expected_shapes(n_rows, k).items()
+        }
+
+    def commit(self):
+        for name, array in self.arrays.items():
+            array.flush()
+        paths = [array.filename for array in self.arrays.values()]
+        self.arrays = {}
+        for path in paths:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        shutil.rmtree(self.final, ignore_errors=True)
+        os.replace(self.tmp, self.final)
+
+
+class TeacherCache:
+    """Read side of a complete cache: memory-mapped, opened lazily in each process.
+
+    ``TeacherCache(path)`` checks the meta data and that every chunk file is whole (headers and
+    sizes only); ``rows(sentence_ids)`` returns the cached rows of those sentences.
+    """
+
+    def __init__(self, path):
+        self.path = os.path.abspath(path)
+        self.meta = read_meta(self.path)
+        meta = self.meta
+        if not meta.get("complete"):
+            raise KDNMTError(
+                f"teacher cache {self.path!r} is incomplete (its build was interrupted): rerun the "
+                "same `kd-nmt cache-teacher` command, it resumes where it stopped"
+            )
+        self.k = int(meta["k"])
+        self.vocab_size = int(meta["vocab_size"])
+        offsets_path = os.path.join(self.path, "offsets.npy")
+        n = int(meta["n_sentences"])
+        problem = npy_problem(offsets_path, (n + 1,), np.int64)
+        if problem:
+            raise KDNMTError(f"teacher cache {self.path!r} is damaged: offsets.npy {problem}")
+        self.offsets = np.load(offsets_path)
+        if int(self.offsets[-1]) != int(meta["n_tokens"]) or (np.diff(self.offsets) < 0).any():
+            raise KDNMTError(f"teacher cache {self.path!r} is damaged: offsets.npy disagrees with meta.json")
+        self.ranges = chunk_ranges(n, int(meta["chunk_sentences"]))
+        # first global row of every chunk (+ the end), for row -> chunk lookups
+        self.chunk_rows = np.array([self.offsets[s] for s, _ in self.ranges] + [self.offsets[n]], dtype=np.int64)
+        dtypes = expected_dtypes(self.vocab_size)
+        for c, (s, e) in enumerate(self.ranges):
+            shapes = expected_shapes(int(self.offsets[e] - self.offsets[s]), self.k)
+            for name in ARRAYS:
+                path = os.path.join(chunk_dir(self.path, c), f"{name}.npy")
+                problem = npy_problem(path, shapes[name], dtypes[name])
+                if problem:
+                    raise KDNMTError(
+                        f"teacher cache {self.path!r} is damaged: {os.path.relpath(path, self.path)} "
+                        f"{problem}. Delete that chunk directory and rerun `kd-nmt cache-teacher` "
+                        "with the same arguments to rebuild it"
+                    )
+        self._maps = {}
+
+    def __getstate__(self):  # memory maps are reopened in each process
+        state = dict(self.__dict__)
+        state["_maps"] = {}
+        return state
+
+    @property
+    def n_sentences(self):
+        return len(self.offsets) - 1
+
+    def _chunk(self, c):
+        maps = self._maps.get(c)
+        if maps is None:
+            d = chunk_dir(self.path, c)
+            maps = {name: np.load(os.path.join(d, f"{name}.npy"), mmap_mode="r") for name in ARRAYS}
+            self._maps[c] = maps
+        return maps
+
+    def lengths(self, sentence_ids):
+        sentence_ids = np.asarray(sentence_ids, dtype=np.int64)
+        return self.offsets[sentence_ids + 1] - self.offsets[sentence_ids]
+
+    def rows(self, sentence_ids):
+        """Cached rows of ``sentence_ids``, concatenated in that order.
+
+        Returns ``(lengths [B], {name: array [sum(lengths), ...]})`` with the names of ``ARRAYS``.
+        """
+        sentence_ids = np.asarray(sentence_ids, dtype=np.int64)
+        if sentence_ids.size and (sentence_ids.min() < 0 or sentence_ids.max() >= self.n_sentences):
+            raise KDNMTError(
+                f"sentence id {int(sentence_ids.max())} is outside teacher cache {self.path!r} "
+                f"({self.n_sentences} sentences of split {self.meta['split']!r})"
+            )
+        starts = self.offsets[sentence_ids]
+        lengths = self.offsets[sentence_ids + 1] - starts
+        total = int(lengths.sum())
+        # global row of every output row: starts[b] + 0 .. lengths[b]-1
+        rows = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
+        chunks = np.searchsorted(self.chunk_rows, rows, side="right") - 1
+        dtypes = expected_dtypes(self.vocab_size)
+        out = {
+            name: np.empty((total,) + ((self.k,) if name in ("ids", "logp") else ()), dtype=dtypes[name])
+            for name in ARRAYS
+        }
+        for c in np.unique(chunks):
+            sel = np.nonzero(chunks == c)[0]
+            local = rows[sel] - self.chunk_rows[c]
+            maps = self._chunk(int(c))
+            for name in ARRAYS:
+                out[name][sel] = maps[name][local]
+        return lengths, out
+
+
+def read_meta(path):
+    meta_path = os.path.join(path, "meta.json")
+    if not os.path.isdir(path):
+        raise KDNMTError(f"teacher cache not found: {path!r} (build it with `kd-nmt cache-teacher`)")
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except FileNotFoundError:
+        raise KDNMTError(
+            f"{path!r} is not a teacher cache: no meta.json (build one with `kd-nmt cache-teacher`)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise KDNMTError(f"teacher cache {path!r}: cannot read meta.json ({exc})") from None
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise KDNMTError(
+            f"{path!r} is not a version-{VERSION} teacher cache (format {meta.get('format')!r}, "
+            f"version {meta.get('version')!r}); rebuild it with this kd_nmt's `kd-nmt cache-teacher`"
+        )
+    return meta

