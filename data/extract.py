@@ -256,7 +256,7 @@ def extract_help(en_dir: str, de_dir: str, stats: Optional[dict] = None
     across pages is done by the caller after the split (so it can be split-aware).
     """
     st = stats if stats is not None else {}
-    for key in ("files", "files_paired", "segments_en", "pairs_raw", "drop_identical",
+    for key in ("files", "files_paired", "pairs_raw", "drop_identical",
                 "drop_ratio_or_empty", "pairs"):
         st.setdefault(key, 0)
     de_files = set(help_files(de_dir))

@@ -137,19 +137,23 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
     def forward(self, model, sample, reduce=True):
         net_output = model(**sample["net_input"])
         ce, nll = self.compute_loss(model, net_output, sample, reduce=reduce)
-        kd, teacher_nll = self.kd_loss(net_output[0], sample)
+        # kd_nmt.cache: a teacher cache covers only the split it was built on (train), so
+        # validation batches have no teacher: no KD term there (validation's loss is CE anyway)
+        kd = teacher_nll = None
+        if model.training or not getattr(self.task.teacher, "training_split_only", False):
+            kd, teacher_nll = self.kd_loss(net_output[0], sample)
         loss = self.mix(ce, kd, model.training)
         sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
         logging_output = {
             "loss": loss.data,
             "nll_loss": nll.data,
             "ce_loss": ce.data,
-            "kd_loss": kd.data,
-            "teacher_nll_loss": teacher_nll.data,
             "ntokens": sample["ntokens"],
             "nsentences": sample["target"].size(0),
             "sample_size": sample_size,
         }
+        if kd is not None:  # (None: validation with a teacher cache, see above)
+            logging_output.update(kd_loss=kd.data, teacher_nll_loss=teacher_nll.data)
         if self.report_accuracy:
             n_correct, total = self.compute_accuracy(model, net_output, sample)
             logging_output["n_correct"] = utils.item(n_correct.data)
@@ -161,6 +165,8 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
         super().reduce_metrics(logging_outputs)
         ntokens = sum(log.get("ntokens", 0) for log in logging_outputs)
         for key in ("ce_loss", "kd_loss", "teacher_nll_loss"):
+            if not any(key in log for log in logging_outputs):
+                continue  # kd_loss / teacher_nll_loss: not computed (validation, teacher cache)
             total = sum(log.get(key, 0) for log in logging_outputs)
             metrics.log_scalar(key, total / max(ntokens, 1) / math.log(2), ntokens, round=3)
 

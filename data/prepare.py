@@ -1,0 +1,156 @@
+"""Raw parallel text → sentencepiece pieces → fairseq data-bin (joined dictionary).
+
+    python -m data.prepare --raw data/corpus/deen --out work/deen-8k --vocab 8000 \
+        [--max-train N] [--noise dropout:0.1] [--seed 1]
+
+Steps, each skipped when its output exists (delete the output directory to redo):
+1. normalise punctuation with sacremoses (``MosesPunctNormalizer``, per language) — the text stays
+   untokenised: sentencepiece does the segmentation;
+2. train one joint sentencepiece unigram model on the train split (both languages);
+3. encode every split to pieces (``OUT/tok/SPLIT.LANG``), optionally noising the train *source*
+   first (``data.noise``, seeded) — the text-complexity axis of the study;
+4. ``fairseq-preprocess --joined-dictionary`` into ``OUT/bin`` (no length filter: no line is lost).
+
+Splits are the files ``RAW/{SPLIT}.{de,en}`` for SPLIT in train, valid, test_tech, test_ding, test
+(whichever exist). ``OUT/bin`` is what ``fairseq-train``, ``kd-nmt relabel`` and ``kd-nmt bench`` read;
+``OUT/spm.model`` detokenises hypotheses; ``OUT/raw/`` keeps the normalised references.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+SPLITS = ("train", "valid", "test_tech", "test_ding", "test")
+SRC, TGT = "de", "en"
+
+
+def _normalise(raw, out, max_train):
+    from sacremoses import MosesPunctNormalizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        if not (raw / f"{split}.{SRC}").exists():
+            continue
+        for lang in (SRC, TGT):
+            dest = out / f"{split}.{lang}"
+            if dest.exists():
+                continue
+            norm = MosesPunctNormalizer(lang=lang)
+            lines = (raw / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()
+            if split == "train" and max_train:
+                lines = lines[:max_train]
+            tmp = dest.with_suffix(dest.suffix + ".tmp")
+            tmp.write_text("".join(norm.normalize(x).strip() + "\n" for x in lines), encoding="utf-8")
+            os.replace(tmp, dest)
+    return [s for s in SPLITS if (out / f"{s}.{SRC}").exists()]
+
+
+def _train_spm(norm, out, vocab, seed):
+    import sentencepiece as spm
+
+    model = out / "spm.model"
+    if model.exists():
+        return model
+    spm.SentencePieceTrainer.train(
+        input=[str(norm / f"train.{SRC}"), str(norm / f"train.{TGT}")],
+        model_prefix=str(out / "spm.tmp"), vocab_size=vocab, model_type="unigram",
+        character_coverage=1.0, input_sentence_size=2_000_000, shuffle_input_sentence=True,
+        seed_sentencepiece_size=1_000_000, num_threads=os.cpu_count() or 1,
+        hard_vocab_limit=False, minloglevel=2,
+    )
+    os.replace(out / "spm.tmp.vocab", out / "spm.vocab")
+    os.replace(out / "spm.tmp.model", model)
+    return model
+
+
+def _encode(norm, tok, model, splits, noise, seed):
+    import sentencepiece as spm
+
+    from data.noise import noise_lines
+
+    sp = spm.SentencePieceProcessor(model_file=str(model))
+    tok.mkdir(parents=True, exist_ok=True)
+    for split in splits:
+        for lang in (SRC, TGT):
+            dest = tok / f"{split}.{lang}"
+            if dest.exists():
+                continue
+            lines = (norm / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()
+            if noise and split == "train" and lang == SRC:
+                kind, rate = noise
+                lines = noise_lines(lines, kind, rate, seed)
+            tmp = dest.with_suffix(dest.suffix + ".tmp")
+            tmp.write_text("".join(" ".join(sp.encode(x, out_type=str)) + "\n" for x in lines), encoding="utf-8")
+            os.replace(tmp, dest)
+
+
+def _binarize(tok, bin_dir, splits, srcdict=None):
+    if (bin_dir / "dict.en.txt").exists():
+        return
+    tmp = bin_dir.with_name(bin_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = [
+        str(Path(sys.executable).with_name("fairseq-preprocess")),
+        "--source-lang", SRC, "--target-lang", TGT, "--trainpref", str(tok / "train"),
+        "--destdir", str(tmp), "--workers", str(os.cpu_count() or 1),
+    ]
+    if srcdict:
+        cmd += ["--srcdict", str(srcdict), "--joined-dictionary"]
+    else:
+        cmd += ["--joined-dictionary"]
+    others = [s for s in splits if s != "train"]
+    if others:
+        cmd += ["--validpref", ",".join(str(tok / s) for s in others)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    # fairseq names extra valid prefixes valid1, valid2...: give them their split names back
+    for i, split in enumerate(others):
+        name = "valid" if i == 0 else f"valid{i}"
+        for f in tmp.glob(f"{name}.{SRC}-{TGT}.*"):
+            f.rename(tmp / f.name.replace(name + ".", split + ".", 1))
+    os.replace(tmp, bin_dir)
+
+
+def prepare(raw, out, vocab=8000, max_train=0, noise=None, seed=1, srcdict=None, spm_model=None):
+    """Build ``out/{raw,spm.model,tok,bin}`` from the raw corpus directory ``raw``; returns ``out/bin``."""
+    raw, out = Path(raw), Path(out)
+    if not (raw / f"train.{SRC}").exists():
+        sys.exit(f"prepare: error: no {raw}/train.{SRC} — build the corpus first (make data)")
+    out.mkdir(parents=True, exist_ok=True)
+    splits = _normalise(raw, out / "raw", max_train)
+    if spm_model:
+        model = out / "spm.model"
+        if not model.exists():
+            shutil.copy(spm_model, model)
+    else:
+        model = _train_spm(out / "raw", out, vocab, seed)
+    _encode(out / "raw", out / "tok", model, splits, noise, seed)
+    _binarize(out / "tok", out / "bin", splits, srcdict)
+    (out / "prepare.json").write_text(json.dumps(
+        {"raw": str(raw), "vocab": vocab, "max_train": max_train, "noise": noise, "seed": seed,
+         "splits": splits, "srcdict": str(srcdict) if srcdict else None}, indent=2))
+    return out / "bin"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--raw", default="data/corpus/deen")
+    p.add_argument("--out", required=True)
+    p.add_argument("--vocab", type=int, default=8000)
+    p.add_argument("--max-train", type=int, default=0, help="keep the first N train pairs (0 = all)")
+    p.add_argument("--noise", default=None, help="KIND:RATE noise on the train source, e.g. dropout:0.1")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--spm-model", default=None, help="reuse this sentencepiece model (no training)")
+    p.add_argument("--srcdict", default=None, help="reuse this (joined) fairseq dictionary")
+    a = p.parse_args(argv)
+    noise = None
+    if a.noise:
+        kind, rate = a.noise.split(":")
+        noise = (kind, float(rate))
+    print(prepare(a.raw, a.out, a.vocab, a.max_train, noise, a.seed, a.srcdict, a.spm_model))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""``kd-nmt cache-teacher``: one teacher pass over a binarized split, storing top-k log-probs.
+
+The result trains word-level KD students without the teacher in memory
+(``--task kd_translation --teacher-cache CACHE``). The format is described in
+``kd_nmt.cache.store``.
+"""
+import argparse
+import datetime
+import logging
+import os
+import shutil
+import sys
+
+import numpy as np
+import torch
+
+from kd_nmt.cache import store
+from kd_nmt.errors import KDNMTError
+
+logger = logging.getLogger(__name__)
+
+EXAMPLES = """
+Stores, for every target token of the binarized split (EOS included), the teacher's k most
+probable token ids and their log-probabilities (temperature 1, normalised over the full
+vocabulary, then truncated to the top k) in memory-mapped .npy files, addressed by sentence index.
+The build is resumable: it works chunk by chunk (--chunk-sentences), each chunk written
+atomically; rerunning the same command skips finished chunks.
+
+Disk: about (2 or 4 + 2) * k + 6 bytes per target token (int16 ids when the vocabulary has fewer
+than 32768 symbols, else int32), e.g. k=8: 38 bytes/token, 100M tokens -> 3.8 GB.
+
+examples:
+  kd-nmt cache-teacher --teacher teacher/checkpoint_best.pt --data-bin data-bin \\
+      --split train --topk 16 --out cache/train-top16
+  kd-nmt train data-bin --task kd_translation --teacher-cache cache/train-top16 \\
+      --criterion word_kd --kd-alpha 0.5 --arch transformer ...
+
+  an ensemble: --teacher a.pt:b.pt (probabilities averaged before the top k are kept).
+  --topk equal to the vocabulary size stores the full distributions (exact KD).
+"""
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="kd-nmt cache-teacher",
+        description="Cache a teacher's top-k token distributions over a binarized split.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--teacher", required=True, help="teacher checkpoint(s), colon separated (ensemble)")
+    p.add_argument("--data-bin", required=True, help="fairseq-preprocess'ed data directory")
+    p.add_argument("--split", default="train", help="split to cache (default: train)")
+    p.add_argument("--topk", type=int, required=True, help="ids kept per token (k >= vocabulary: all)")
+    p.add_argument("--out", required=True, help="cache directory (created; resumed if it exists)")
+    p.add_argument("--source-lang", "-s", default=None, help="source language (default: inferred)")
+    p.add_argument("--target-lang", "-t", default=None, help="target language (default: inferred)")
+    p.add_argument("--max-tokens", type=int, default=4096, help="tokens per teacher batch (default 4096)")
+    p.add_argument("--max-sentences", type=int, default=None, help="sentences per teacher batch")
+    p.add_argument(
+        "--chunk-sentences", type=int, default=10000,
+        help="sentences per chunk, the unit of resumption (default 10000)",
+    )
+    p.add_argument("--cpu", action="store_true", help="run the teacher on CPU even if a GPU exists")
+    p.add_argument("--fp16", action="store_true", help="teacher forward in float16 (GPU only)")
+    p.add_argument("--no-progress-bar", action="store_true", help="no tqdm progress bar")
+    return p
+
+
+def setup_task(data_bin, source_lang, target_lang, split):
+    """A fairseq ``translation`` task on ``data_bin`` with ``split`` loaded."""
+    import kd_nmt.registry  # noqa: F401  (trusted checkpoint loading)
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    if not os.path.isdir(data_bin):
+        raise KDNMTError(f"--data-bin not found: {data_bin!r}")
+    argv = [data_bin, "--task", "translation", "--arch", "transformer"]
+    if source_lang:
+        argv += ["--source-lang", source_lang]
+    if target_lang:
+        argv += ["--target-lang", target_lang]
+    args = options.parse_args_and_arch(options.get_training_parser(), argv)
+    cfg = convert_namespace_to_omegaconf(args)
+    try:
+        task = tasks.setup_task(cfg.task)
+    except (FileNotFoundError, Exception) as exc:  # noqa: BLE001  (missing dict, bad langs)
+        if isinstance(exc, KDNMTError):
+            raise
+        raise KDNMTError(f"cannot set up a translation task on {data_bin!r}: {type(exc).__name__}: {exc}") from None
+    store.split_files(data_bin, split, task.cfg.source_lang, task.cfg.target_lang)  # clear error if absent
+    task.load_dataset(split, combine=True)
+    return task
+
+
+def plan_meta(args, task, teacher, dataset):
+    """meta.json content of the cache this command builds (``complete`` False until done)."""
+    src, tgt = task.cfg.source_lang, task.cfg.target_lang
+    vocab = len(task.target_dictionary)
+    k = min(args.topk, vocab)
+    files = [f for _, group in store.split_files(args.data_bin, args.split, src, tgt) for f in group]
+    logger.info("hashing teacher and data")
+    return {
+        "format": store.FORMAT,
+        "version": store.VERSION,
+        "complete": False,
+        "teacher": {
+            "paths": [os.path.abspath(p) for p in teacher.paths],
+            "sha256": [store.sha256_file(p) for p in teacher.paths],
+        },
+        "k": k,
+        "vocab_size": vocab,
+        "ids_dtype": np.dtype(store.ids_dtype(vocab)).name,
+        "logp_dtype": np.dtype(store.LOGP_DTYPE).name,
+        "log_probs": store.LOG_PROBS_NOTE,
+        "temperature": 1.0,
+        "split": args.split,
+        "source_lang": src,
+        "target_lang": tgt,
+        "dictionaries": {
+            side: {"size": len(d), "sha256": store.dictionary_hash(d)}
+            for side, d in (("source", task.source_dictionary), ("target", task.target_dictionary))
+        },
+        "data": {
+            "dir": os.path.abspath(args.data_bin),
+            "files": [os.path.basename(f) for f in files],
+            "sha256": store.data_hash(args.data_bin, args.split, src, tgt),
+        },
+        "n_sentences": len(dataset),
+        "n_tokens": int(np.asarray(dataset.tgt_sizes, dtype=np.int64).sum()),
+        "chunk_sentences": args.chunk_sentences,
+    }
+
+
+def _differences(old, new):
+    return [key for key in store.BUILD_KEYS if old.get(key) != new.get(key)]
+
+
+def prepare_out(out, meta, task):
+    """Create ``out`` (or check an existing one resumes the same build); write meta and offsets."""
+    meta_path = os.path.join(out, "meta.json")
+    if os.path.exists(meta_path):
+        old = store.read_meta(out)
+        diff = _differences(old, meta)
+        if diff:
+            raise KDNMTError(
+                f"--out {out!r} holds a teacher cache built with other settings (differs in: "
+                f"{', '.join(diff)}); use another --out or delete that directory"
+            )
+        meta["created"] = old.get("created")
+    elif os.path.isdir(out) and os.listdir(out):
+        raise KDNMTError(f"--out {out!r} exists and is not a teacher cache; use an empty or new directory")
+    os.makedirs(os.path.join(out, "chunks"), exist_ok=True)
+    meta.setdefault("created", None)
+    meta["created"] = meta["created"] or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    store.write_json_atomic(meta_path, meta)
+    task.source_dictionary.save(os.path.join(out, "dict.src.txt"))
+    task.target_dictionary.save(os.path.join(out, "dict.tgt.txt"))
+
+
+def chunk_is_done(out, c, n_rows, k, vocab):
+    shapes = store.expected_shapes(n_rows, k)
+    dtypes = store.expected_dtypes(vocab)
+    d = store.chunk_dir(out, c)
+    return all(store.npy_problem(os.path.join(d, f"{name}.npy"), shapes[name], dtypes[name]) is None for name in store.ARRAYS)
+
+
+def move_to(sample, device):
+    from fairseq import utils
+
+    return utils.move_to_cuda(sample, device=device) if device.type == "cuda" else sample
+
+
+@torch.no_grad()
+def cache_chunk(out, c, first, end, offsets, dataset, teacher, k, vocab, pad, args, device, progress):
+    """Run the teacher over sentences [first, end) and write chunk ``c`` atomically."""
+    base = int(offsets[first])
+    writer = store.ChunkWriter(out, c, int(offsets[end]) - base, k, vocab)
+    arrays = writer.arrays
+    indices = np.arange(first, end, dtype=np.int64)
+    sizes = np.maximum(dataset.src_sizes[indices], dataset.tgt_sizes[indices])
+    indices = indices[np.argsort(sizes, kind="stable")]
+    max_tokens = max(args.max_tokens, int(sizes.max())) if len(sizes) else args.max_tokens
+    for batch in dataset.batch_by_size(indices, max_tokens=max_tokens, max_sentences=args.max_sentences):
+        sample = dataset.collater([dataset[int(i)] for i in batch])
+        sample = move_to(sample, device)
+        target = sample["target"]
+        logits = teacher.logits(sample["net_input"])
+        lprobs = teacher.log_probs(None, logits=logits)  # float32 [B, T, V], temperature 1
+        top_lp, top_ids = lprobs.topk(k, dim=-1)
+        gold_nll = teacher.gold_nll(logits, target)
+        mask = target.ne(pad)
+        ids = sample["id"].cpu().numpy()
+        lengths = mask.sum(-1).cpu().numpy()
+        expected = offsets[ids + 1] - offsets[ids]
+        if (lengths != expected).any():
+            raise KDNMTError(
+                "internal error: collated target lengths differ from the dataset's tgt_sizes "
+                f"(sentence {int(ids[np.nonzero(lengths != expected)[0][0]])})"
+            )
+        # destination rows, in the row-major order of mask (works for left or right padding)
+        starts = offsets[ids] - base
+        rows = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+        arrays["target"][rows] = target[mask].cpu().numpy()
+        arrays["ids"][rows] = top_ids[mask].cpu().numpy()
+        arrays["logp"][rows] = top_lp[mask].clamp_min(store.LOGP_MIN).cpu().numpy()
+        arrays["nll"][rows] = gold_nll[mask].float().cpu().numpy()
+        progress.update(int(lengths.sum()))
+    writer.commit()
+
+
+def build(args):
+    """Build (or finish) the cache described by ``args``; returns its meta data."""
+    from tqdm import tqdm
+
+    from kd_nmt.teacher import Teacher
+
+    if args.topk < 1:
+        raise KDNMTError(f"--topk must be >= 1, got {args.topk}")
+    if args.chunk_sentences < 1:
+        raise KDNMTError(f"--chunk-sentences must be >= 1, got {args.chunk_sentences}")
+    task = setup_task(args.data_bin, args.source_lang, args.target_lang, args.split)
+    dataset = task.dataset(args.split)
+    teacher = Teacher.from_paths(args.teacher, task)  # checks the dictionaries match
+    use_cuda = torch.cuda.is_available() and not args.cpu
+    device = torch.device("cuda") if use_cuda else torch.device("cpu")
+    dtype = torch.float16 if (args.fp16 and use_cuda) else torch.float32
+    teacher.to_like(torch.empty(0, device=device, dtype=dtype))
+
+    meta = plan_meta(args, task, teacher, dataset)
+    out = args.out
+    prepare_out(out, meta, task)
+    offsets = np.zeros(len(dataset) + 1, dtype=np.int64)
+    np.cumsum(np.asarray(dataset.tgt_sizes, dtype=np.int64), out=offsets[1:])
+    offsets_path = os.path.join(out, "offsets.npy")
+    if store.npy_problem(offsets_path, offsets.shape, np.int64) or not np.array_equal(np.load(offsets_path), offsets):
+        store.write_npy_atomic(offsets_path, offsets)
+
+    k, vocab, pad = meta["k"], meta["vocab_size"], task.target_dictionary.pad()
+    ranges = store.chunk_ranges(len(dataset), args.chunk_sentences)
+    todo = [
+        (c, s, e) for c, (s, e) in enumerate(ranges)
+        if not chunk_is_done(out, c, int(offsets[e] - offsets[s]), k, vocab)
+    ]
+    done_tokens = meta["n_tokens"] - sum(int(offsets[e] - offsets[s]) for _, s, e in todo)
+    logger.info(
+        "cache-teacher: %d sentences, %d tokens, %d chunks (%d to do), top-%d of %d, %s",
+        len(dataset), meta["n_tokens"], len(ranges), len(todo), k, vocab, device,
+    )
+    with tqdm(
+        total=meta["n_tokens"], initial=done_tokens, unit="tok", unit_scale=True,
+        desc=f"cache-teacher {args.split}", disable=args.no_progress_bar, file=sys.stderr,
+    ) as progress:
+        for c, s, e in todo:
+            cache_chunk(out, c, s, e, offsets, dataset, teacher, k, vocab, pad, args, device, progress)
+    # stale chunk directories of a larger earlier plan cannot exist (n_sentences is a build key)
+    for name in os.listdir(os.path.join(out, "chunks")):
+        if name.endswith(".tmp"):
+            shutil.rmtree(os.path.join(out, "chunks", name), ignore_errors=True)
+    meta["complete"] = True
+    store.write_json_atomic(os.path.join(out, "meta.json"), meta)
+    store.TeacherCache(out)  # re-open: every file whole
+    return meta
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
+        level=os.environ.get("LOGLEVEL", "INFO").upper(), stream=sys.stderr,
+    )
+    meta = build(args)
+    print(
+        f"teacher cache {os.path.abspath(args.out)}: top-{meta['k']} of {meta['vocab_size']}, "
+        f"split {meta['split']!r}, {meta['n_sentences']} sentences, {meta['n_tokens']} tokens"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    from kd_nmt.cli import main as kd_main
+
+    sys.exit(kd_main(["cache-teacher"] + sys.argv[1:]))
