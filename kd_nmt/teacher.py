@@ -28,17 +28,18 @@ def _first_difference(ours, theirs):
     return None
 
 
-def _teacher_dictionaries(state):
+def _teacher_dictionaries(state, langs):
     """The teacher's own (source, target) dictionaries, found via the data dir it was trained on.
 
-    Returns (None, None) when that directory is gone (the teacher was trained elsewhere).
+    ``langs`` (the student's source/target languages) stand in where the teacher's config left
+    them to be inferred. Returns (None, None) when that directory is gone.
     """
     from fairseq.data import Dictionary
 
     task_cfg = state["cfg"].get("task") if state.get("cfg") is not None else None
     data = getattr(task_cfg, "data", None) if task_cfg is not None else None
-    src = getattr(task_cfg, "source_lang", None)
-    tgt = getattr(task_cfg, "target_lang", None)
+    src = getattr(task_cfg, "source_lang", None) or langs[0]
+    tgt = getattr(task_cfg, "target_lang", None) or langs[1]
     if not data or not src or not tgt:
         return None, None
     data = data.split(":")[0]
@@ -48,9 +49,9 @@ def _teacher_dictionaries(state):
     return tuple(Dictionary.load(p) for p in paths)
 
 
-def check_teacher_dictionaries(path, state, src_dict, tgt_dict):
+def check_teacher_dictionaries(path, state, src_dict, tgt_dict, langs=(None, None)):
     """Raise one clear KDNMTError if the teacher in ``path`` was trained with other dictionaries."""
-    teacher_dicts = _teacher_dictionaries(state)
+    teacher_dicts = _teacher_dictionaries(state, langs)
     sizes = checkpoint_vocab_sizes(state)
     for side, ours, theirs, size in zip(
         ("source", "target"), (src_dict, tgt_dict), teacher_dicts, sizes
@@ -94,7 +95,10 @@ class Teacher:
             paths = [p for p in paths.split(":") if p]
         for path in paths:
             state = load_checkpoint(path)
-            check_teacher_dictionaries(path, state, task.source_dictionary, task.target_dictionary)
+            check_teacher_dictionaries(
+                path, state, task.source_dictionary, task.target_dictionary,
+                (task.cfg.source_lang, task.cfg.target_lang),
+            )
             del state
         models, _ = load_models(paths, task=task)
         return cls(models, paths)

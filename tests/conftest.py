@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "data" / "fixtures" / "deen"
@@ -121,6 +122,7 @@ def setup_in_process(data_bin, extra_args):
     )
     cfg = convert_namespace_to_omegaconf(args)
     task = tasks.setup_task(cfg.task)
+    torch.manual_seed(1)  # the same student weights in every call
     model = task.build_model(cfg.model)
     criterion = task.build_criterion(cfg.criterion)
     return cfg, task, model, criterion

@@ -73,7 +73,7 @@ def test_stock_fairseq_generate_and_ct2_load_the_student(fkl_student, data_bin, 
         env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"},
     )
     hyps = [line for line in stock.stdout.splitlines() if line.startswith("H-")]
-    assert len(hyps) == len((data_bin.parent / "tok" if False else data_bin).joinpath("dict.en.txt").read_text().splitlines()) or hyps
+    assert len(hyps) == 60  # every valid sentence of the fixture
     assert "kd_nmt" not in stock.stderr
     out = tmp_path / "ct2"
     run([
@@ -100,8 +100,8 @@ def test_kd_nmt_train_needs_no_user_dir_and_resumes(data_bin, teacher_checkpoint
     proc = train_student(data_bin, teacher_checkpoint, tmp_path, "--max-update", "6",
                          trainer=[tool("kd-nmt"), "train"])
     log = proc.stdout + proc.stderr
-    assert "Loaded checkpoint" in log and "num_updates 4" in log.split("Loaded checkpoint")[1][:300] or "(epoch" in log
-    assert len(train_losses(log)) == 2
+    assert "Loaded checkpoint" in log and "@ 4 updates" in log
+    assert len(train_losses(log)) == 2  # updates 5 and 6 only
 
 
 def test_kd_nmt_train_bad_teacher_is_one_line(data_bin, tmp_path):

@@ -85,8 +85,8 @@ class CachedTeacher:
                 f"teacher cache {cache.path!r} is for {meta['source_lang']}-{meta['target_lang']}, "
                 f"the task translates {src}-{tgt}"
             )
-        train_subset = getattr(task.cfg, "train_subset", None)
         try:
+            train_subset = getattr(task.cfg, "train_subset", None)
             train_subset = str(train_subset) if train_subset is not None else None
         except Exception:  # noqa: BLE001  (an unresolvable ${dataset.train_subset} outside fairseq-train)
             train_subset = None

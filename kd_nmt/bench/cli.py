@@ -1,0 +1,516 @@
+"""``kd-nmt bench``: BLEU/chrF, speed and size of fairseq checkpoints on one binarized split.
+
+For each checkpoint, greedy (beam 1) and beam search decode every line of the split; the
+detokenized output is scored with sacreBLEU against the references, timed, and compared with
+a baseline by paired bootstrap resampling. Writes ``OUT/bench.csv``, ``OUT/bench.md``,
+``OUT/bench.json``, ``OUT/bench_buckets.csv`` and ``OUT/<name>.<decode>.hyp``, and prints
+the Markdown table. Every input is checked before any decoding starts.
+"""
+import argparse
+import csv
+import json
+import logging
+import os
+import re
+import sys
+import time
+
+from kd_nmt.errors import KDNMTError
+
+EXAMPLES = """
+examples:
+  # a teacher and two students on the test split; sentencepiece model for detokenization,
+  # the raw reference file, the teacher as the bootstrap baseline
+  kd-nmt bench --checkpoint teacher/checkpoint_best.pt student_word/checkpoint_best.pt \\
+      student_hybrid/checkpoint_best.pt --data-bin data-bin --split test \\
+      --spm spm.model --reference raw/test.en --out results/bench \\
+      --names teacher method=word_kd,size=small method=hybrid_kd,size=small
+
+  # one noise level of a sweep: --tag adds a column to every row (for `kd-nmt plot`)
+  kd-nmt bench --checkpoint runs/noise0.2/*/checkpoint_best.pt --data-bin data-bin \\
+      --split test_tech --tag noise=0.2 --beam 4 --bootstrap 0 --out results/noise0.2
+
+  # then draw BLEU vs size / vs noise
+  kd-nmt plot --results results/bench results/noise0.* --out results/figures
+
+naming and columns:
+  --names takes one entry per checkpoint: a plain name ("teacher") or comma-separated
+  key=value pairs ("method=word_kd,size=tiny,noise=0.1"); each key becomes a CSV column and
+  the row is named by the "name" key if given, else by the values ("word_kd/tiny/0.1"). --tag KEY=VALUE
+  (repeatable) adds a column to every row. `kd-nmt plot` reads the columns method, size
+  and noise. Defaults: a checkpoint is named after its directory (run/checkpoint_best.pt
+  -> "run").
+
+speed:
+  sentences/s and tokens/s time only fairseq's generate calls (after an untimed warm-up),
+  with --threads torch threads (default 1, so numbers are comparable across machines and
+  runs). tokens/s counts generated target subword tokens, EOS excluded.
+"""
+
+# fixed bench.csv columns; tag columns (from --names / --tag) go right after "name"
+CSV_COLUMNS = [
+    "name", "checkpoint", "split", "decode", "beam", "n_sentences", "n_truncated", "params",
+    "weights_mb", "size_mb", "bleu", "chrf", "bleu_ci95", "chrf_ci95", "p_bleu", "p_chrf",
+    "baseline", "decode_seconds", "sents_per_s", "toks_per_s", "out_tokens", "threads",
+    "device", "bleu_signature", "chrf_signature", "hyp_file",
+]
+BUCKET_COLUMNS = ["name", "decode", "bucket", "n_sentences", "bleu", "chrf"]
+TAG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED = set(CSV_COLUMNS) | set(BUCKET_COLUMNS)
+
+
+def quiet_logging():
+    """Importing fairseq sets the root logger to DEBUG (wav2vec2_classification) / INFO
+    (text_to_speech); keep fairseq, sacreBLEU and matplotlib chatter off the report."""
+    logging.getLogger().setLevel(logging.WARNING)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="kd-nmt bench",
+        description="BLEU/chrF (sacreBLEU, with signatures), greedy and beam decoding speed, "
+        "parameter count and file size of fairseq translation checkpoints on one binarized "
+        "split, with paired bootstrap p-values against a baseline.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    io = parser.add_argument_group("input and output")
+    io.add_argument("--checkpoint", "--checkpoints", nargs="+", required=True, metavar="PT",
+                    help="fairseq checkpoints to benchmark (trusted files: they are unpickled)")
+    io.add_argument("--data-bin", required=True, metavar="DIR", help="fairseq-preprocess output directory")
+    io.add_argument("--split", default="test", help="split to decode (default: test)")
+    io.add_argument("--source-lang", default=None, help="source language (default: from the file names)")
+    io.add_argument("--target-lang", default=None, help="target language (default: from the file names)")
+    io.add_argument("--out", default="bench-results", metavar="DIR", help="output directory (default: ./bench-results)")
+    io.add_argument("--reference", default=None, metavar="FILE",
+                    help="raw (detokenized) reference file, one line per line of the split; "
+                    "default: the data-bin's target side, detokenized like the hypotheses")
+    detok = io.add_mutually_exclusive_group()
+    detok.add_argument("--spm", default=None, metavar="MODEL",
+                       help="sentencepiece model: detokenize with its decode_pieces")
+    detok.add_argument("--remove-bpe", default="sentencepiece", choices=["sentencepiece", "subword_nmt", "none"],
+                       help="detokenization without a model (default: sentencepiece = join pieces, "
+                       "'\u2581' -> space, as fairseq-generate --remove-bpe sentencepiece)")
+    io.add_argument("--names", nargs="+", default=None, metavar="NAME",
+                    help="one name per checkpoint; NAME may be key=value[,key=value...] (see below)")
+    io.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                    help="a column added to every row, e.g. --tag noise=0.1 (repeatable)")
+
+    dec = parser.add_argument_group("decoding")
+    dec.add_argument("--beam", type=int, default=5, help="beam size of the beam rows (default: 5; 1 = greedy only)")
+    dec.add_argument("--no-greedy", action="store_true", help="skip the greedy (beam 1) rows")
+    dec.add_argument("--batch-tokens", type=int, default=4000, metavar="N",
+                     help="padded source tokens per batch (default: 4000)")
+    dec.add_argument("--batch-sentences", type=int, default=0, metavar="N",
+                     help="at most N sentences per batch (default: 0 = no limit)")
+    dec.add_argument("--max-len-a", type=float, default=0.0, help="max output length a*src_len+b (default a=0)")
+    dec.add_argument("--max-len-b", type=int, default=200, help="max output length a*src_len+b (default b=200)")
+    dec.add_argument("--threads", type=int, default=1, help="torch CPU threads while decoding (default: 1)")
+    dec.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+
+    sco = parser.add_argument_group("scoring")
+    sco.add_argument("--baseline", default=None, metavar="NAME_OR_PT",
+                     help="the system the others are tested against: a name or a --checkpoint "
+                     "path (default: the first checkpoint)")
+    sco.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                     help="paired bootstrap resamples (sacreBLEU, seed 12345); 0 skips the test (default: 1000)")
+    sco.add_argument("--buckets", default="10,25", metavar="B1,B2",
+                     help="source-length bucket bounds in words for bench_buckets.csv "
+                     "(default: 10,25 -> <=10, 11-25, >25; 'none' skips)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+# --------------------------------------------------------------------------------------------
+# names and tags
+# --------------------------------------------------------------------------------------------
+def parse_pairs(text, what):
+    """``"a=1,b=x"`` → ``{"a": "1", "b": "x"}``; one clear error for a malformed pair or key."""
+    pairs = {}
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or not TAG_KEY.match(key):
+            raise KDNMTError(f"{what} {text!r}: expected key=value pairs separated by commas (bad part {part!r})")
+        if key != "name" and key in RESERVED:
+            raise KDNMTError(f"{what} {text!r}: {key!r} is a bench.csv column; choose another key")
+        pairs[key] = value.strip()
+    return pairs
+
+
+def default_name(path):
+    """``run/checkpoint_best.pt`` → ``run``; ``run/checkpoint12.pt`` → ``run-checkpoint12``."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    parent = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    if stem == "checkpoint_best" and parent:
+        return parent
+    if stem.startswith("checkpoint") and parent:
+        return f"{parent}-{stem}"
+    return stem
+
+
+def system_names(checkpoints, names, tags):
+    """``[(name, tags_dict)]`` per checkpoint (names unique)."""
+    common = {}
+    for tag in tags:
+        common.update(parse_pairs(tag, "--tag"))
+    common.pop("name", None)
+    if names is not None and len(names) != len(checkpoints):
+        raise KDNMTError(f"--names has {len(names)} entries for {len(checkpoints)} checkpoints; give one per checkpoint")
+    systems, seen = [], {}
+    for i, path in enumerate(checkpoints):
+        spec = names[i] if names is not None else None
+        own = {}
+        if spec is not None and "=" in spec:
+            own = parse_pairs(spec, "--names entry")
+            name = own.pop("name", None) or "/".join(v for v in own.values() if v) or spec
+        else:
+            name = spec or default_name(path)
+        if not name.strip():
+            raise KDNMTError(f"empty name for checkpoint {path!r}")
+        if name in seen:
+            if names is not None:
+                raise KDNMTError(f"--names: {name!r} is given twice; names must be unique")
+            seen[name] += 1
+            name = f"{name}-{seen[name]}"
+        seen.setdefault(name, 1)
+        systems.append((name, {**common, **own}))
+    stems = [file_stem(name) for name, _ in systems]
+    for stem in stems:
+        if stems.count(stem) > 1:
+            clash = [name for name, _ in systems if file_stem(name) == stem]
+            raise KDNMTError(f"names {clash} give the same file name {stem!r}; choose other --names")
+    return systems
+
+
+def file_stem(name):
+    """A system name as a file name: ``word_kd/tiny/0.1`` → ``word_kd_tiny_0.1``."""
+    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", name)
+
+
+def resolve_baseline(spec, checkpoints, systems):
+    if spec is None:
+        return 0
+    for i, (name, _) in enumerate(systems):
+        if spec == name:
+            return i
+    for i, path in enumerate(checkpoints):
+        if spec == path or (os.path.exists(spec) and os.path.exists(path) and os.path.samefile(spec, path)):
+            return i
+    raise KDNMTError(
+        f"--baseline {spec!r} is neither a name ({', '.join(n for n, _ in systems)}) "
+        "nor one of the --checkpoint paths"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# checks done before any decoding
+# --------------------------------------------------------------------------------------------
+def read_lines(path):
+    """Lines of a text file as fairseq-preprocess splits them (universal newlines)."""
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n").strip() for line in f]
+
+
+def _first_difference(ours, theirs):
+    for i in range(max(len(ours), len(theirs))):
+        a = ours.symbols[i] if i < len(ours) else "<none>"
+        b = theirs.symbols[i] if i < len(theirs) else "<none>"
+        if a != b:
+            return i, a, b
+    return None
+
+
+def check_checkpoint(path, task, data_bin, langs):
+    """One clear error if ``path`` is not a translation checkpoint built on ``task``'s dictionaries."""
+    from fairseq.data import Dictionary
+
+    from kd_nmt.checkpoint import checkpoint_vocab_sizes, load_checkpoint
+
+    state = load_checkpoint(path)
+    weights = state.get("model") or {}
+    if not any(k.startswith("encoder.") for k in weights) or not any(k.startswith("decoder.") for k in weights):
+        raise KDNMTError(f"checkpoint {path!r} holds no encoder-decoder translation model")
+    dictionaries = (task.source_dictionary, task.target_dictionary)
+    # the dictionaries the checkpoint was trained with, where its data directory still exists
+    cfg = state.get("cfg") or {}
+    task_cfg = cfg.get("task") if hasattr(cfg, "get") else None
+    trained = [None, None]
+    data = getattr(task_cfg, "data", None) if task_cfg is not None else None
+    # languages the checkpoint names, else (fairseq auto-detected them) the data-bin's
+    src = (getattr(task_cfg, "source_lang", None) if task_cfg is not None else None) or langs[0]
+    tgt = (getattr(task_cfg, "target_lang", None) if task_cfg is not None else None) or langs[1]
+    if data and src and tgt:
+        directory = str(data).split(":")[0]
+        for j, lang in enumerate((src, tgt)):
+            dict_path = os.path.join(directory, f"dict.{lang}.txt")
+            if os.path.isfile(dict_path):
+                trained[j] = Dictionary.load(dict_path)
+    sizes = checkpoint_vocab_sizes(state)
+    for side, ours, theirs, size in zip(("source", "target"), dictionaries, trained, sizes):
+        if size is not None and size != len(ours):
+            detail = ""
+            if theirs is not None:
+                diff = _first_difference(ours, theirs)
+                if diff is not None:
+                    detail = f"; first difference at index {diff[0]}: data-bin {diff[1]!r} vs checkpoint {diff[2]!r}"
+            raise KDNMTError(
+                f"dictionary mismatch: checkpoint {path!r} has a {side} vocabulary of {size} "
+                f"symbols, {data_bin!r} has {len(ours)}{detail}. Benchmark on data binarized with "
+                "the checkpoint's dictionaries (fairseq-preprocess --srcdict/--tgtdict)."
+            )
+        if theirs is not None and len(theirs) == len(ours):
+            diff = _first_difference(ours, theirs)
+            if diff is not None:
+                raise KDNMTError(
+                    f"dictionary mismatch: checkpoint {path!r} was trained with another {side} "
+                    f"dictionary than {data_bin!r} (same size {len(ours)}); first difference at "
+                    f"index {diff[0]}: data-bin {diff[1]!r} vs checkpoint {diff[2]!r}"
+                )
+
+
+def validate_args(args):
+    for name, value, low in (("--beam", args.beam, 1), ("--batch-tokens", args.batch_tokens, 1),
+                             ("--threads", args.threads, 1), ("--bootstrap", args.bootstrap, 0),
+                             ("--batch-sentences", args.batch_sentences, 0), ("--max-len-b", args.max_len_b, 1)):
+        if value < low:
+            raise KDNMTError(f"{name} must be >= {low} (got {value})")
+    if args.no_greedy and args.beam == 1:
+        raise KDNMTError("--no-greedy with --beam 1 leaves nothing to decode")
+    missing = [p for p in args.checkpoint if not os.path.isfile(p)]
+    if missing:
+        raise KDNMTError(f"checkpoint not found: {', '.join(repr(p) for p in missing)}")
+    if args.reference is not None and not os.path.isfile(args.reference):
+        raise KDNMTError(f"reference file not found: {args.reference!r}")
+    if args.spm is not None and not os.path.isfile(args.spm):
+        raise KDNMTError(f"sentencepiece model not found: {args.spm!r}")
+    if args.device != "cpu":
+        import torch
+
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            raise KDNMTError(f"--device {args.device}: CUDA is not available on this machine")
+
+
+# --------------------------------------------------------------------------------------------
+# reports
+# --------------------------------------------------------------------------------------------
+def _fmt_params(n):
+    if n >= 1e9:
+        return f"{n / 1e9:.2f}B"
+    if n >= 1e6:
+        return f"{n / 1e6:.2f}M"
+    if n >= 1e3:
+        return f"{n / 1e3:.1f}K"
+    return str(n)
+
+
+def _fmt(x, digits=2):
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def _fmt_p(p):
+    if p is None:
+        return ""
+    return f"{p:.4f}" + ("*" if p < 0.05 else "")
+
+
+def markdown_table(rows, meta):
+    head = ["name", "params", "size MB", "decode", "BLEU", "chrF", "sents/s", "toks/s",
+            "p (BLEU)", "p (chrF)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * 2 + ["---"] + ["---:"] * 6) + "|"]
+    for r in rows:
+        if r["baseline"] == r["name"]:
+            p_bleu = p_chrf = "baseline"
+        else:
+            p_bleu, p_chrf = _fmt_p(r["p_bleu"]), _fmt_p(r["p_chrf"])
+        cells = [r["name"], _fmt_params(r["params"]), _fmt(r["size_mb"], 1), r["decode"],
+                 _fmt(r["bleu"]), _fmt(r["chrf"]), _fmt(r["sents_per_s"], 1), _fmt(r["toks_per_s"], 0),
+                 p_bleu, p_chrf]
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    notes = [
+        "",
+        f"{meta['split']} ({meta['source_lang']}->{meta['target_lang']}, {meta['n_sentences']} sentences, "
+        f"reference: {meta['reference']}); detokenizer: {meta['detokenizer']}.",
+        f"BLEU signature: `{meta['signatures']['BLEU']}`",
+        f"chrF signature: `{meta['signatures']['chrF']}`",
+    ]
+    boot = meta.get("bootstrap")
+    if boot:
+        notes.append(
+            f"p: paired bootstrap resampling (sacreBLEU, {boot['n_samples']} resamples, seed "
+            f"{boot['seed']}) against {boot['baseline']!r} with the same decoding; * = p < 0.05. "
+            f"Signatures: `{boot['signatures'].get('BLEU', '')}`, `{boot['signatures'].get('chrF', '')}`"
+        )
+    notes.append(
+        f"Speed: fairseq SequenceGenerator on {meta['device']}, {meta['threads']} thread(s), "
+        f"batches of <= {meta['batch_tokens']} source tokens, generate calls only; "
+        "size MB = checkpoint file size (incl. optimizer state if saved)."
+    )
+    if any(r["n_truncated"] for r in rows):
+        notes.append("Truncated sources: " + ", ".join(
+            f"{r['name']} {r['n_truncated']}" for r in rows if r["n_truncated"] and r["decode"] == rows[0]["decode"]))
+    return "\n".join(lines), "\n".join(notes)
+
+
+def write_csv(path, rows, columns):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+
+
+def tag_columns(systems):
+    keys = []
+    for _, tags in systems:
+        for key in tags:
+            if key not in keys:
+                keys.append(key)
+    return keys
+
+
+# --------------------------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------------------------
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    quiet_logging()
+    validate_args(args)
+    systems = system_names(args.checkpoint, args.names, args.tag)
+    baseline_index = resolve_baseline(args.baseline, args.checkpoint, systems)
+    from kd_nmt.bench import metrics
+
+    bounds = metrics.parse_buckets(args.buckets)
+
+    from kd_nmt.bench import decode as dec
+
+    src_lang, tgt_lang, has_target = dec.split_languages(
+        args.data_bin, args.split, args.source_lang, args.target_lang)
+    if args.reference is None and not has_target:
+        raise KDNMTError(
+            f"split {args.split!r} in {args.data_bin!r} has no target side ({tgt_lang}); "
+            "give the references with --reference FILE")
+
+    from kd_nmt.checkpoint import install_fairseq_patches, load_models
+
+    install_fairseq_patches()
+    detok = dec.Detokenizer(args.spm, args.remove_bpe)
+    task, dataset = dec.load_split(args.data_bin, args.split, src_lang, tgt_lang)
+    n = len(dataset)
+    if n == 0:
+        raise KDNMTError(f"split {args.split!r} in {args.data_bin!r} is empty")
+    if args.reference is not None:
+        references = read_lines(args.reference)
+        if len(references) != n:
+            raise KDNMTError(
+                f"reference line count mismatch: {args.reference!r} has {len(references)} lines, "
+                f"split {args.split!r} of {args.data_bin!r} has {n} sentences")
+        reference_desc = args.reference
+    else:
+        references = dec.side_texts(dataset.tgt, task.target_dictionary, detok)
+        reference_desc = f"{args.data_bin} {args.split}.{tgt_lang} (binarized, detokenized)"
+    source_words = [len(s.split()) for s in dec.side_texts(dataset.src, task.source_dictionary, detok)]
+    for path in args.checkpoint:
+        check_checkpoint(path, task, args.data_bin, (src_lang, tgt_lang))
+
+    # every input checked: now the work
+    import torch
+
+    torch.set_num_threads(args.threads)
+    try:
+        torch.set_num_interop_threads(args.threads)
+    except RuntimeError:  # already set in this process
+        pass
+    decodes = ([] if args.no_greedy else [("greedy", 1)]) + ([(f"beam{args.beam}", args.beam)] if args.beam > 1 else [])
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "reference.txt"), "w", encoding="utf-8") as f:
+        f.writelines(r + "\n" for r in references)
+
+    rows, bucket_rows, hyps = [], [], {}
+    baseline_name = systems[baseline_index][0]
+    started = time.time()
+    for path, (name, tags) in zip(args.checkpoint, systems):
+        models, _ = load_models([path], task=task)
+        model = models[0].to(args.device)
+        params = dec.count_parameters(model)
+        weights_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6
+        for decode_name, beam in decodes:
+            result = dec.decode(
+                model, task, dataset, detok, beam=beam, max_tokens=args.batch_tokens,
+                max_sentences=args.batch_sentences, max_len_a=args.max_len_a, max_len_b=args.max_len_b,
+                device=args.device, progress=not args.no_progress, desc=f"{name} {decode_name}")
+            hyp_file = f"{file_stem(name)}.{decode_name}.hyp"
+            with open(os.path.join(args.out, hyp_file), "w", encoding="utf-8") as f:
+                f.writelines(h + "\n" for h in result.hypotheses)
+            scores = metrics.corpus_scores(result.hypotheses, references)
+            secs = result.seconds
+            row = {
+                "name": name, **tags, "tags": tags, "checkpoint": path, "split": args.split, "decode": decode_name,
+                "beam": beam, "n_sentences": n, "n_truncated": result.n_truncated, "params": params,
+                "weights_mb": round(weights_mb, 3), "size_mb": round(os.path.getsize(path) / 1e6, 3),
+                "bleu": scores["bleu"], "chrf": scores["chrf"], "bleu_ci95": None, "chrf_ci95": None,
+                "p_bleu": None, "p_chrf": None, "baseline": baseline_name if args.bootstrap else None,
+                "decode_seconds": round(secs, 4),
+                "sents_per_s": round(n / secs, 3) if secs > 0 else None,
+                "toks_per_s": round(result.n_tokens / secs, 3) if secs > 0 else None,
+                "out_tokens": result.n_tokens, "threads": args.threads, "device": args.device,
+                "bleu_signature": scores["bleu_signature"], "chrf_signature": scores["chrf_signature"],
+                "bleu_detail": scores["bleu_detail"], "hyp_file": hyp_file,
+            }
+            rows.append(row)
+            hyps[(name, decode_name)] = result.hypotheses
+            for b in metrics.bucket_scores(result.hypotheses, references, source_words, bounds):
+                bucket_rows.append({"name": name, **tags, "decode": decode_name, **b})
+        del models, model
+
+    signatures = {"BLEU": rows[0]["bleu_signature"], "chrF": rows[0]["chrf_signature"]}
+    boot_meta = None
+    if args.bootstrap:
+        boot_sigs = {}
+        for decode_name, _ in decodes:
+            others = [(name, hyps[(name, decode_name)]) for name, _ in systems if name != baseline_name]
+            boot_sigs, results = metrics.paired_bootstrap(
+                (baseline_name, hyps[(baseline_name, decode_name)]), others, references, args.bootstrap)
+            for row in rows:
+                if row["decode"] != decode_name:
+                    continue
+                res = results[row["name"]]
+                row["p_bleu"], row["p_chrf"] = res["bleu"]["p_value"], res["chrf"]["p_value"]
+                row["bleu_ci95"], row["chrf_ci95"] = res["bleu"]["ci"], res["chrf"]["ci"]
+                row["bootstrap"] = res
+        boot_meta = {"n_samples": args.bootstrap, "seed": os.environ.get("SACREBLEU_SEED", "12345"),
+                     "baseline": baseline_name, "test": "paired bootstrap resampling (sacrebleu PairedTest, bs)",
+                     "signatures": boot_sigs,
+                     "note": "p-value 1.0 where a system's output is identical to the baseline's"}
+
+    meta = {
+        "split": args.split, "source_lang": src_lang, "target_lang": tgt_lang, "n_sentences": n,
+        "data_bin": args.data_bin, "reference": reference_desc, "detokenizer": detok.describe(),
+        "threads": args.threads, "device": args.device, "batch_tokens": args.batch_tokens,
+        "beam": args.beam, "max_len_a": args.max_len_a, "max_len_b": args.max_len_b,
+        "signatures": signatures, "bootstrap": boot_meta,
+        "buckets": metrics.bucket_labels(bounds) if bounds else [],
+    }
+    extra = tag_columns(systems)
+    write_csv(os.path.join(args.out, "bench.csv"), rows, CSV_COLUMNS[:1] + extra + CSV_COLUMNS[1:])
+    if bounds:
+        write_csv(os.path.join(args.out, "bench_buckets.csv"), bucket_rows,
+                  BUCKET_COLUMNS[:1] + extra + BUCKET_COLUMNS[1:])
+    table, notes = markdown_table(rows, meta)
+    with open(os.path.join(args.out, "bench.md"), "w", encoding="utf-8") as f:
+        f.write(table + "\n" + notes + "\n")
+    report = dict(meta, command=["kd-nmt", "bench", *(sys.argv[2:] if argv is None else argv)],
+                  seconds=round(time.time() - started, 2),
+                  systems=[{k: v for k, v in r.items() if k not in extra} for r in rows],
+                  bucket_scores=bucket_rows)
+    with open(os.path.join(args.out, "bench.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    print(table)
+    print(notes)
+    print(f"\nwrote {os.path.join(args.out, 'bench.csv')}, bench.md, bench.json"
+          + (", bench_buckets.csv" if bounds else "") + f" and {len(rows)} .hyp files")
+    return 0
