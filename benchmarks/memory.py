@@ -9,6 +9,8 @@ one training step on ``--tokens`` target tokens (synthetic data, no padding):
 * ``teacher_fwd`` ``ce`` plus the teacher's logits (no grad): the floor of any live-teacher KD.
 * ``kd_live``     ``ce`` + ``token_kd_loss`` against the dense teacher logits (word_kd, k = V),
                   backward: what ``--teacher-path`` costs.
+* ``kd_live_chunked`` the same loss through the PROTOTYPE ``benchmarks/chunked_kd.py`` (KD
+                  gradient computed chunk-wise in the forward, one ``[tokens x V]`` buffer kept).
 * ``kd_cache``    ``ce`` + ``token_kd_loss`` against a sparse top-k teacher ``(ids, log_probs)``
                   (what ``--teacher-cache`` feeds the criterion), backward.
 
@@ -28,7 +30,7 @@ import subprocess
 import sys
 import time
 
-CONFIGS = ("ce", "teacher_fwd", "kd_live", "kd_cache")
+CONFIGS = ("ce", "teacher_fwd", "kd_live", "kd_live_chunked", "kd_cache")
 
 
 def _status_kb(field):
@@ -53,6 +55,9 @@ def child(args):
 
     from kd_nmt.criterions.word_kd import divergence_params, token_kd_loss
 
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from chunked_kd import chunked_token_kd_loss
+
     torch.manual_seed(0)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     n, V, pad = args.tokens, args.vocab, 1
@@ -76,19 +81,24 @@ def child(args):
     _reset_peak()
     t0 = time.perf_counter()
 
-    logits = hidden @ W.T                                   # [B, T, V] student logits
-    lprobs = utils.log_softmax(logits, dim=-1)               # as model.get_normalized_probs
-    ce, _ = label_smoothed_nll_loss(lprobs.view(-1, V), target.view(-1), 0.1, ignore_index=pad)
-    loss = ce
-    if args.config in ("teacher_fwd", "kd_live"):
-        with torch.no_grad():
-            teacher_logits = t_hidden @ t_W.T               # [B, T, V] teacher logits
-    if args.config == "kd_live":
-        kd = token_kd_loss(logits, teacher_logits, target, pad, args.divergence, args.temperature, 0, **params)
-        loss = 0.5 * ce + 0.5 * args.temperature ** 2 * kd
-    elif args.config == "kd_cache":
-        kd = token_kd_loss(logits, sparse, target, pad, args.divergence, args.temperature, 0, **params)
-        loss = 0.5 * ce + 0.5 * args.temperature ** 2 * kd
+    def loss_fn():  # locals die on return, like the criterion's (teacher logits included)
+        logits = hidden @ W.T                                   # [B, T, V] student logits
+        lprobs = utils.log_softmax(logits, dim=-1)               # as model.get_normalized_probs
+        ce, _ = label_smoothed_nll_loss(lprobs.view(-1, V), target.view(-1), 0.1, ignore_index=pad)
+        if args.config == "ce":
+            return ce
+        if args.config == "kd_cache":
+            teacher = sparse
+        else:
+            with torch.no_grad():
+                teacher = t_hidden @ t_W.T                       # [B, T, V] teacher logits
+            if args.config == "teacher_fwd":
+                return ce + 0.0 * teacher.sum()
+        kd_fn = chunked_token_kd_loss if args.config == "kd_live_chunked" else token_kd_loss
+        kd = kd_fn(logits, teacher, target, pad, args.divergence, args.temperature, 0, **params)
+        return 0.5 * ce + 0.5 * args.temperature ** 2 * kd
+
+    loss = loss_fn()
     loss.backward()
     seconds = time.perf_counter() - t0
     peak = _status_kb("VmHWM") - base
@@ -124,7 +134,7 @@ def measure(vocab=32000, tokens=4096, dim=128, teacher_dim=256, topk=16, diverge
         out["configs"][config] = {k: v for k, v in result.items() if k != "config"}
     c = out["configs"]
     if "ce" in c:
-        for config in ("teacher_fwd", "kd_live", "kd_cache"):
+        for config in CONFIGS[1:]:
             if config in c:
                 out[f"{config}_vs_ce_peak_memory"] = round(c[config]["peak_mb"] / c["ce"]["peak_mb"], 3)
     return out

@@ -1,128 +1,511 @@
-"""Token-level divergences between a teacher distribution p and a student distribution q.
+"""Token-level divergences between a teacher and a student distribution.
 
-Pure torch, no fairseq. Every function here takes *log-probabilities* ``[..., V]`` and returns
-the divergence per position ``[...]``, summed over the vocabulary V. ``divergence()`` is the
-entry point for logits: both sides go through ``log_softmax(x / temperature)`` first.
+Pure tensor functions (no fairseq), in the style of torchtune's
+``modules/loss/kd_losses.py``: one small documented function per divergence,
+shapes stated, and no reduction over positions.
 
 Conventions
-- p = teacher, q = student; the student is the argument gradients flow to.
-- True divergences: >= 0 and exactly 0 when p == q (not cross-entropy forms).
-- 0 * log 0 = 0 (``torch.xlogy``-style): one-hot and -1e9-masked teachers give finite values and
-  gradients. Mixtures m are formed in log space (``logaddexp``), never as log(p + q).
-- The tau^2 factor and padding masks belong to the caller (the criterion).
+-----------
+* ``p`` is the **teacher** distribution, ``q`` the **student** distribution,
+  both over the last dimension (the vocabulary, size ``V``).
+* Inputs have shape ``[..., V]``; every divergence returns shape ``[...]``:
+  the divergence at each position, summed over ``V``.  Nothing is averaged
+  over positions and **no padding mask is applied here: masking positions
+  (and any reduction over them) belongs to the caller**.  The ``tau**2``
+  gradient-scale factor of temperature distillation also belongs to the
+  caller.
+* Values are true divergences (``>= 0`` up to rounding, and exactly ``0``
+  when the two distributions are equal), not cross-entropy forms.
+* ``divergence(name, student_logits, teacher_logits, temperature)`` takes
+  unnormalised logits *or* log-probabilities (both sides go through
+  ``log_softmax(x / temperature)``, which is shift invariant).
+  ``divergence_from_log_probs(name, student_lprobs, teacher_lprobs)`` and the
+  functions in ``DIVERGENCES`` take already-normalised log-probabilities
+  (e.g. a cached or renormalised top-k teacher) and skip that step.
+* Gradients flow to both arguments (usually only the student needs them).
+  The AKL and ToDi weights are detached: constants for the gradient.
+* Log-probabilities of ``-inf`` are accepted and mean probability 0
+  (``0 * log 0 = 0``); they are clamped to ``finfo.min / 8``, so nothing
+  produces NaN.  A divergence that is mathematically infinite (e.g. ``rkl``
+  when the student puts mass where the teacher has exactly zero probability)
+  then comes out astronomically large but finite.  With finite inputs
+  (including ``-1e9``-style masked logits and one-hot teachers) values and
+  gradients are finite.  NaN inputs propagate.
+* Computation happens in the promoted input dtype, at least float32
+  (half/bfloat16 inputs are upcast); values come out in that dtype,
+  gradients in the inputs' dtypes.
+* Mixtures (``js``, ``skl``, ``srkl``) are computed in log space relative to
+  each side (``log(m/p)``, ``log(m/q)``), never as ``log(p + q)``: no
+  ``log 0``, no cancellation, exactly 0 at ``p == q``.
+* Memory: each divergence is one ``torch.autograd.Function`` with a
+  hand-written backward (checked against numerical gradients in the tests).
+  It saves only its two inputs (alive anyway) and recomputes in the
+  backward, so no ``[..., V]`` intermediate outlives the forward.  Not twice
+  differentiable.
 
-    fkl   sum p log(p/q)
-    rkl   sum q log(q/p)
-    js    1/2 KL(p||m) + 1/2 KL(q||m),          m = (p + q) / 2
-    tvd   1/2 sum |p - q|
-    skl   KL(p || skew p + (1 - skew) q)         (DistiLLM skew KL)
-    srkl  KL(q || (1 - skew) p + skew q)         (DistiLLM skew reverse KL)
-    akl   g_h/(g_h+g_t) fkl + g_t/(g_h+g_t) rkl  (adaptive KL; head = teacher's top tokens with
-          cumulative mass <= mu, top-1 always in; g = sum |p - q| over head / tail; detached)
-    todi  sum_v w p log(p/q) + (1 - w) q log(q/p), w = sigmoid(beta (log p - log q)), detached
+Formulas (sums over the vocabulary ``v``)
+-----------------------------------------
+=====  ===============================================================  ==========
+name   divergence                                                       params
+=====  ===============================================================  ==========
+fkl    KL(p||q)  = sum p log(p/q)                                       -
+rkl    KL(q||p)  = sum q log(q/p)                                       -
+js     1/2 KL(p||m) + 1/2 KL(q||m),  m = (p+q)/2                        -
+tvd    1/2 sum |p - q|                                                  -
+skl    KL(p || a p + (1-a) q)                                           skew=a=0.1
+srkl   KL(q || (1-a) p + a q)                                           skew=a=0.1
+akl    w_h fkl + w_t rkl,  w_h = g_h/(g_h+g_t), w_t = g_t/(g_h+g_t)     mu=0.5
+       g_h / g_t = sum |p - q| over the head / tail (detached); head =
+       the teacher's most probable tokens whose cumulative mass <= mu,
+       the top-1 token always included
+todi   sum w p log(p/q) + (1-w) q log(q/p),                             beta=1.0
+       w = sigmoid(beta (log p - log q))  (detached)
+=====  ===============================================================  ==========
+
+``skew = 0`` turns skl into fkl and srkl into rkl; ``beta = 0`` turns todi
+into ``(fkl + rkl) / 2``.
 """
+
 import math
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
-_LOG_HALF = math.log(0.5)
+__all__ = [
+    "DIVERGENCES",
+    "DIVERGENCE_PARAMS",
+    "divergence",
+    "divergence_from_log_probs",
+    "log_probs",
+    "akl_head_mask",
+    "fkl",
+    "rkl",
+    "js",
+    "tvd",
+    "skl",
+    "srkl",
+    "akl",
+    "todi",
+]
 
+# Rows of [N, V] processed at once by the (no-grad) AKL head/tail weights, so that
+# the sort temporaries stay bounded (~16M elements) whatever the batch size.
+_AKL_CHUNK_ELEMS = 1 << 24
 
-def _plogratio(log_a, log_b):
-    """Elementwise a * (log a - log b) with a = exp(log_a), and 0 where a == 0."""
-    a = log_a.exp()
-    # where a underflows to 0 the product is 0; masking the ratio keeps inf - inf out of it
-    return a * torch.where(a > 0, log_a - log_b, torch.zeros_like(log_a))
-
-
-def fkl(student_lprobs, teacher_lprobs):
-    """Forward KL(p || q), ``[..., V] -> [...]``. Mode-covering: the classic word-KD loss."""
-    return _plogratio(teacher_lprobs, student_lprobs).sum(-1)
-
-
-def rkl(student_lprobs, teacher_lprobs):
-    """Reverse KL(q || p), ``[..., V] -> [...]``. Mode-seeking."""
-    return _plogratio(student_lprobs, teacher_lprobs).sum(-1)
-
-
-def js(student_lprobs, teacher_lprobs):
-    """Jensen-Shannon divergence, ``[..., V] -> [...]``; bounded by log 2."""
-    log_m = torch.logaddexp(student_lprobs, teacher_lprobs) + _LOG_HALF
-    return 0.5 * (_plogratio(teacher_lprobs, log_m) + _plogratio(student_lprobs, log_m)).sum(-1)
-
-
-def tvd(student_lprobs, teacher_lprobs):
-    """Total variation distance 1/2 sum |p - q|, ``[..., V] -> [...]``; bounded by 1."""
-    return 0.5 * (teacher_lprobs.exp() - student_lprobs.exp()).abs().sum(-1)
+Tensor = torch.Tensor
+Grads = Tuple[Optional[Tensor], Optional[Tensor]]
 
 
-def _log_mix(log_a, log_b, weight_a):
-    """log(weight_a * a + (1 - weight_a) * b), computed in log space."""
-    if weight_a <= 0.0:
-        return log_b
-    if weight_a >= 1.0:
-        return log_a
-    return torch.logaddexp(log_a + math.log(weight_a), log_b + math.log1p(-weight_a))
+# --------------------------------------------------------------------------- helpers
 
 
-def skl(student_lprobs, teacher_lprobs, skew=0.1):
-    """Skew KL: KL(p || skew p + (1 - skew) q), ``[..., V] -> [...]`` (DistiLLM)."""
-    _check_unit("skew", skew)
-    return _plogratio(teacher_lprobs, _log_mix(teacher_lprobs, student_lprobs, skew)).sum(-1)
+def _compute_dtype(*dtypes: torch.dtype) -> torch.dtype:
+    dtype = dtypes[0]
+    for other in dtypes[1:]:
+        dtype = torch.promote_types(dtype, other)
+    if not dtype.is_floating_point:
+        raise TypeError(f"divergences need floating-point inputs, got {dtype}")
+    if torch.finfo(dtype).bits < 32:
+        dtype = torch.float32
+    return dtype
 
 
-def srkl(student_lprobs, teacher_lprobs, skew=0.1):
-    """Skew reverse KL: KL(q || (1 - skew) p + skew q), ``[..., V] -> [...]`` (DistiLLM)."""
-    _check_unit("skew", skew)
-    return _plogratio(student_lprobs, _log_mix(student_lprobs, teacher_lprobs, skew)).sum(-1)
+def log_probs(logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """``log_softmax(logits / temperature)`` over the last dim, at least in float32.
 
+    Args:
+        logits: ``[..., V]`` unnormalised logits (or log-probabilities).
+        temperature: softmax temperature, ``> 0``.
 
-def akl(student_lprobs, teacher_lprobs, mu=0.5):
-    """Adaptive KL (Wu et al. 2024): FKL and RKL weighted by the head/tail gaps, ``[..., V] -> [...]``.
-
-    The head is the teacher's most probable tokens whose cumulative mass is <= ``mu`` (the top-1
-    token always belongs to it); the tail is the rest. g_h, g_t = sum |p - q| over head, tail.
-    The weights g_h/(g_h+g_t) and g_t/(g_h+g_t) are detached (constants for the gradient).
+    Returns:
+        ``[..., V]`` log-probabilities (float32, or float64 for float64 input).
     """
-    _check_unit("mu", mu)
-    with torch.no_grad():
-        p = teacher_lprobs.exp()
-        gap = (p - student_lprobs.exp()).abs()
-        sorted_p, order = p.sort(dim=-1, descending=True)
-        # a token is in the head if the cumulative mass up to and including it stays <= mu;
-        # the most probable token always is
-        cum = sorted_p.cumsum(-1)
-        head_sorted = cum <= mu
-        head_sorted[..., 0] = True
-        head = torch.zeros_like(head_sorted).scatter_(-1, order, head_sorted)
-        g_head = (gap * head).sum(-1)
-        g_tail = (gap * ~head).sum(-1)
-        total = g_head + g_tail
-        # equal distributions: both gaps 0, the loss is 0 anyway; avoid 0/0
-        w_head = torch.where(total > 0, g_head / total.clamp_min(1e-30), torch.full_like(total, 0.5))
-    return w_head * fkl(student_lprobs, teacher_lprobs) + (1 - w_head) * rkl(student_lprobs, teacher_lprobs)
+    if not isinstance(temperature, torch.Tensor):
+        temperature = float(temperature)
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+    x = logits.to(_compute_dtype(logits.dtype))
+    if not (isinstance(temperature, float) and temperature == 1.0):
+        x = x / temperature
+    return F.log_softmax(x, dim=-1)
 
 
-def todi(student_lprobs, teacher_lprobs, beta=1.0):
-    """ToDi (2025): per-token mix of FKL and RKL, ``[..., V] -> [...]``.
+def _check_pair(student_lprobs: Tensor, teacher_lprobs: Tensor) -> None:
+    if student_lprobs.shape != teacher_lprobs.shape:
+        raise ValueError(
+            "student and teacher must have the same shape [..., V], got "
+            f"{tuple(student_lprobs.shape)} and {tuple(teacher_lprobs.shape)}"
+        )
+    if student_lprobs.dim() == 0:
+        raise ValueError("inputs must have a vocabulary dimension [..., V]")
+    _compute_dtype(student_lprobs.dtype, teacher_lprobs.dtype)
 
-    w_v = sigmoid(beta (log p_v - log q_v)) (detached): where the teacher puts more mass than the
-    student, FKL dominates (pull q up); where less, RKL dominates (push q down).
+
+def _prepare(student_lprobs: Tensor, teacher_lprobs: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(log q, log p)`` in the compute dtype, ``-inf`` clamped to ``finfo.min / 8``.
+
+    The floor keeps every difference of two log-probs, every probability-weighted
+    sum of them and every gradient finite.  Copies are made only when needed.
     """
-    with torch.no_grad():
-        w = torch.sigmoid(beta * (teacher_lprobs - student_lprobs))
-    forward = _plogratio(teacher_lprobs, student_lprobs)
-    reverse = _plogratio(student_lprobs, teacher_lprobs)
-    return (w * forward + (1 - w) * reverse).sum(-1)
+    dtype = _compute_dtype(student_lprobs.dtype, teacher_lprobs.dtype)
+    floor = torch.finfo(dtype).min / 8
+
+    def fix(x: Tensor) -> Tensor:
+        x = x.to(dtype)
+        if x.numel() and bool(x.min() < floor):  # only -inf (or absurd) entries
+            x = x.clamp(min=floor)
+        return x
+
+    return fix(student_lprobs), fix(teacher_lprobs)
 
 
-def _check_unit(name, value):
+def _check_unit(name: str, value) -> float:
+    value = float(value)
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {value}")
+    return value
 
 
-DIVERGENCES = {
+def _log_mix_ratio(d: Tensor, a: float) -> Tensor:
+    """``log(a + (1 - a) exp(d))`` elementwise (a new tensor), stable, exactly 0 at ``d = 0``.
+
+    With ``d = log y - log x`` this is ``log(m / x)`` for ``m = a x + (1 - a) y``.
+    Split ``d = P + N``, ``P = max(d, 0)``, ``N = d - P <= 0``; then it is
+    ``P + log1p((1 - a) expm1(N) + a expm1(-P))`` (one ``expm1`` term is 0),
+    which never overflows.
+    """
+    if a == 1.0:  # m = x
+        return torch.zeros_like(d)
+    pos = d.clamp(min=0)
+    inner = torch.sub(d, pos).expm1_().mul_(1.0 - a)
+    if a != 0.0:
+        inner.add_(torch.neg(pos).expm1_(), alpha=a)
+    return inner.log1p_().add_(pos)
+
+
+def _mix_slope(d: Tensor, a: float) -> Tensor:
+    """Derivative of :func:`_log_mix_ratio`: ``(1 - a) e^d / (a + (1 - a) e^d)`` (new tensor)."""
+    if a == 0.0:
+        return torch.ones_like(d)
+    return torch.add(d, math.log1p(-a) - math.log(a)).sigmoid_()
+
+
+# --------------------------------------------------------------------------- the math
+# Each divergence is a pair (value, grads) over prepared log-probs lq = log q, lp = log p:
+#   value(lq, lp, param) -> ([...] values, extra tensors to save)
+#   grads(lq, lp, param, extra, need_q, need_p) -> (d/d lq, d/d lp) of the per-token terms
+# The autograd Function below multiplies the grads by the incoming [...] gradient.
+
+
+def _fkl_value(lq, lp, _param):
+    return torch.sub(lp, lq).mul_(lp.exp()).sum(-1), ()
+
+
+def _fkl_grads(lq, lp, _param, _extra, need_q, need_p) -> Grads:
+    # d/dlq p (lp - lq) = -p ;  d/dlp = p (1 + lp - lq)
+    p = lp.exp()
+    gp = torch.sub(lp, lq).add_(1.0).mul_(p) if need_p else None
+    return (p.neg_() if need_q else None), gp
+
+
+def _rkl_value(lq, lp, _param):
+    return _fkl_value(lp, lq, _param)
+
+
+def _rkl_grads(lq, lp, _param, _extra, need_q, need_p) -> Grads:
+    gp, gq = _fkl_grads(lp, lq, _param, _extra, need_p, need_q)
+    return gq, gp
+
+
+def _js_parts(lq, lp):
+    """``(log(m/p), log(m/q))`` for ``m = (p + q) / 2``, each accurate (new tensors)."""
+    d = torch.sub(lq, lp)
+    pos = d.clamp(min=0)
+    neg = d.sub_(pos)
+    # L = log1p((expm1(N) + expm1(-P)) / 2): log(m/p) = P + L, log(m/q) = L - N
+    mix = torch.neg(pos).expm1_().add_(torch.expm1(neg)).mul_(0.5).log1p_()
+    return pos.add_(mix), mix.sub_(neg)
+
+
+def _js_value(lq, lp, _param):
+    log_m_p, log_m_q = _js_parts(lq, lp)
+    value = log_m_p.mul_(lp.exp()).sum(-1)
+    value.add_(log_m_q.mul_(lq.exp()).sum(-1))
+    return value.mul_(-0.5), ()
+
+
+def _js_grads(lq, lp, _param, _extra, need_q, need_p) -> Grads:
+    # d/dlq = 1/2 q log(q/m) ; d/dlp = 1/2 p log(p/m)
+    log_m_p, log_m_q = _js_parts(lq, lp)
+    gq = log_m_q.mul_(lq.exp()).mul_(-0.5) if need_q else None
+    gp = log_m_p.mul_(lp.exp()).mul_(-0.5) if need_p else None
+    return gq, gp
+
+
+def _tvd_value(lq, lp, _param):
+    return torch.sub(lp.exp(), lq.exp()).abs_().sum(-1).mul_(0.5), ()
+
+
+def _tvd_grads(lq, lp, _param, _extra, need_q, need_p) -> Grads:
+    # d/dlq 1/2 |p - q| = -1/2 sign(p - q) q ; d/dlp = 1/2 sign(p - q) p  (sign(0) = 0)
+    p, q = lp.exp(), lq.exp()
+    half_sign = torch.sub(p, q).sign_().mul_(0.5)
+    gq = torch.mul(half_sign, q).neg_() if need_q else None
+    gp = half_sign.mul_(p) if need_p else None
+    return gq, gp
+
+
+def _skewed_value(lx, ly, a):
+    """``KL(x || a x + (1 - a) y) = -sum x log(m/x)``."""
+    return _log_mix_ratio(torch.sub(ly, lx), a).mul_(lx.exp()).sum(-1).neg_()
+
+
+def _skewed_grads(lx, ly, a, need_x, need_y) -> Grads:
+    # f = -x G(D), D = ly - lx, G = log(m/x), s = G'(D) = (1 - a) y / m
+    # df/dlx = x (s - G) ; df/dly = -x s
+    if a == 1.0:
+        zero = torch.zeros_like(lx)
+        return (zero if need_x else None), (zero.clone() if need_y else None)
+    x = lx.exp()
+    d = torch.sub(ly, lx)
+    s = _mix_slope(d, a)
+    gx = _log_mix_ratio(d, a).neg_().add_(s).mul_(x) if need_x else None
+    gy = s.mul_(x).neg_() if need_y else None
+    return gx, gy
+
+
+def _skl_value(lq, lp, skew):
+    return _skewed_value(lp, lq, skew), ()
+
+
+def _skl_grads(lq, lp, skew, _extra, need_q, need_p) -> Grads:
+    gp, gq = _skewed_grads(lp, lq, skew, need_p, need_q)
+    return gq, gp
+
+
+def _srkl_value(lq, lp, skew):
+    return _skewed_value(lq, lp, skew), ()
+
+
+def _srkl_grads(lq, lp, skew, _extra, need_q, need_p) -> Grads:
+    return _skewed_grads(lq, lp, skew, need_q, need_p)
+
+
+def _head_mask(p: Tensor, mu: float) -> Tensor:
+    """Boolean head mask ``[..., V]`` from teacher probabilities ``p``.
+
+    Head = the largest prefix of the teacher's tokens sorted by probability
+    (descending) whose cumulative mass is ``<= mu``, plus the top-1 token(s).
+    Implemented as a threshold on ``p``, so it does not depend on how ties are
+    ordered: tokens tied with the first token that does not fit all go to the
+    tail; tokens tied for the top probability are all in the head.
+    """
+    V = p.shape[-1]
+    sorted_p = p.sort(dim=-1, descending=True).values
+    fits = (sorted_p.cumsum(-1) <= mu).sum(-1, keepdim=True)  # prefix length
+    first_out = sorted_p.gather(-1, fits.clamp(max=V - 1))
+    first_out.masked_fill_(fits >= V, -1.0)  # everything fits: no threshold
+    top = sorted_p[..., :1].clone()
+    del sorted_p
+    return (p > first_out) | (p >= top)
+
+
+def akl_head_mask(teacher_lprobs: Tensor, mu: float = 0.5) -> Tensor:
+    """The head used by :func:`akl`: ``[..., V]`` teacher log-probs -> bool ``[..., V]``.
+
+    ``True`` for the teacher's most probable tokens whose cumulative mass is
+    ``<= mu`` (the top-1 token always included; ties: see ``_head_mask``).
+    """
+    mu = _check_unit("mu", mu)
+    with torch.no_grad():
+        lp = teacher_lprobs.to(_compute_dtype(teacher_lprobs.dtype))
+        return _head_mask(lp.exp(), mu)
+
+
+def _akl_weights(lq: Tensor, lp: Tensor, mu: float) -> Tensor:
+    """Detached AKL weights ``[..., 2]``: ``(w_head, w_tail)`` per position."""
+    V = lp.shape[-1]
+    lq2, lp2 = lq.reshape(-1, V), lp.reshape(-1, V)
+    n = lp2.shape[0]
+    g = lp2.new_empty(n, 2)  # (g_head, g_tail) per row
+    rows = max(1, _AKL_CHUNK_ELEMS // max(V, 1))
+    for s in range(0, n, rows):  # bounded sort temporaries; no loop over V
+        p = lp2[s : s + rows].exp()
+        head = _head_mask(p, mu)
+        gap = p.sub_(lq2[s : s + rows].exp()).abs_()  # reuses p's storage
+        g[s : s + rows, 0] = gap.masked_fill(~head, 0.0).sum(-1)
+        g[s : s + rows, 1] = gap.masked_fill_(head, 0.0).sum(-1)
+    total = g.sum(-1, keepdim=True)
+    # total == 0 only when p == q, where fkl == rkl == 0: any weights do.
+    w = torch.where(total > 0, g / total.clamp(min=torch.finfo(g.dtype).tiny), 0.5)
+    return w.reshape(*lp.shape[:-1], 2)
+
+
+def _akl_value(lq, lp, mu):
+    w = _akl_weights(lq, lp, mu)
+    w_head, w_tail = w[..., :1], w[..., 1:]
+    # w_h p (lp - lq) + w_t q (lq - lp) = (lp - lq) (w_h p - w_t q)
+    coef = torch.mul(lq.exp(), w_tail).neg_().add_(torch.mul(lp.exp(), w_head))
+    return coef.mul_(torch.sub(lp, lq)).sum(-1), (w,)
+
+
+def _akl_grads(lq, lp, mu, extra, need_q, need_p) -> Grads:
+    # w_h * fkl grads + w_t * rkl grads, weights constant
+    (w,) = extra
+    w_head, w_tail = w[..., :1], w[..., 1:]
+    fq, fp = _fkl_grads(lq, lp, None, (), need_q, need_p)
+    rq, rp = _rkl_grads(lq, lp, None, (), need_q, need_p)
+    gq = fq.mul_(w_head).add_(rq.mul_(w_tail)) if need_q else None
+    gp = fp.mul_(w_head).add_(rp.mul_(w_tail)) if need_p else None
+    return gq, gp
+
+
+def _todi_value(lq, lp, beta):
+    diff = torch.sub(lp, lq)
+    p, q = lp.exp(), lq.exp()
+    w = torch.mul(diff, beta).sigmoid_()
+    # w p diff - (1 - w) q diff = diff (w (p + q) - q)
+    return w.mul_(p.add_(q)).sub_(q).mul_(diff).sum(-1), ()
+
+
+def _todi_grads(lq, lp, beta, _extra, need_q, need_p) -> Grads:
+    # f = w p diff - (1 - w) q diff, diff = lp - lq, w constant:
+    # df/dlq = -w p + (1 - w) q (1 - diff) ; df/dlp = w p (1 + diff) - (1 - w) q
+    diff = torch.sub(lp, lq)
+    w = torch.mul(diff, beta).sigmoid_()
+    wp = lp.exp().mul_(w)  # w p
+    wq = lq.exp().mul_(w.neg_().add_(1.0))  # (1 - w) q
+    del w
+    gq = torch.neg(diff).add_(1.0).mul_(wq).sub_(wp) if need_q else None
+    gp = diff.add_(1.0).mul_(wp).sub_(wq) if need_p else None
+    return gq, gp
+
+
+class _Divergence(torch.autograd.Function):
+    """Sum over V of a per-token divergence term, with a hand-written backward.
+
+    Saves only the inputs (no ``[..., V]`` intermediates) and recomputes.
+    """
+
+    @staticmethod
+    def forward(ctx, student_lprobs, teacher_lprobs, value_fn, grads_fn, param):
+        lq, lp = _prepare(student_lprobs, teacher_lprobs)
+        value, extra = value_fn(lq, lp, param)
+        ctx.grads_fn, ctx.param = grads_fn, param
+        ctx.save_for_backward(student_lprobs, teacher_lprobs, *extra)
+        return value
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        student_lprobs, teacher_lprobs, *extra = ctx.saved_tensors
+        need_q, need_p = ctx.needs_input_grad[:2]
+        lq, lp = _prepare(student_lprobs, teacher_lprobs)
+        gq, gp = ctx.grads_fn(lq, lp, ctx.param, tuple(extra), need_q, need_p)
+        g = grad.to(lq.dtype).unsqueeze(-1)
+        # autograd casts each gradient back to its input's dtype
+        return (
+            gq.mul_(g) if gq is not None else None,
+            gp.mul_(g) if gp is not None else None,
+            None,
+            None,
+            None,
+        )
+
+
+def _apply(value_fn, grads_fn, student_lprobs, teacher_lprobs, param=None) -> Tensor:
+    _check_pair(student_lprobs, teacher_lprobs)
+    return _Divergence.apply(student_lprobs, teacher_lprobs, value_fn, grads_fn, param)
+
+
+# --------------------------------------------------------------------------- divergences
+# All take log-probabilities (student first), shape [..., V], and return [...].
+
+
+def fkl(student_lprobs: Tensor, teacher_lprobs: Tensor) -> Tensor:
+    """Forward KL ``KL(p || q) = sum_v p (log p - log q)``: mode covering.
+
+    Args:
+        student_lprobs: ``[..., V]`` student log-probabilities ``log q``.
+        teacher_lprobs: ``[..., V]`` teacher log-probabilities ``log p``.
+
+    Returns:
+        ``[...]`` per-position divergence (no masking, no reduction: padding
+        masks belong to the caller).
+    """
+    return _apply(_fkl_value, _fkl_grads, student_lprobs, teacher_lprobs)
+
+
+def rkl(student_lprobs: Tensor, teacher_lprobs: Tensor) -> Tensor:
+    """Reverse KL ``KL(q || p) = sum_v q (log q - log p)``: mode seeking.  Shapes as :func:`fkl`."""
+    return _apply(_rkl_value, _rkl_grads, student_lprobs, teacher_lprobs)
+
+
+def js(student_lprobs: Tensor, teacher_lprobs: Tensor) -> Tensor:
+    """Jensen-Shannon ``1/2 KL(p || m) + 1/2 KL(q || m)``, ``m = (p + q) / 2``.
+
+    ``log(m/p)`` and ``log(m/q)`` are each computed directly (accurate even
+    where one side has probability 0).  Bounded by ``log 2``.  Shapes as :func:`fkl`.
+    """
+    return _apply(_js_value, _js_grads, student_lprobs, teacher_lprobs)
+
+
+def tvd(student_lprobs: Tensor, teacher_lprobs: Tensor) -> Tensor:
+    """Total variation distance ``1/2 sum_v |p - q|``; bounded by 1.  Shapes as :func:`fkl`."""
+    return _apply(_tvd_value, _tvd_grads, student_lprobs, teacher_lprobs)
+
+
+def skl(student_lprobs: Tensor, teacher_lprobs: Tensor, *, skew: float = 0.1) -> Tensor:
+    """Skew forward KL ``KL(p || skew p + (1 - skew) q)`` (DistiLLM).
+
+    ``skew`` in ``[0, 1]``: 0 gives :func:`fkl`, 1 gives 0.  Bounded by
+    ``-log(skew)``.  Shapes as :func:`fkl`.
+    """
+    skew = _check_unit("skew", skew)
+    return _apply(_skl_value, _skl_grads, student_lprobs, teacher_lprobs, skew)
+
+
+def srkl(student_lprobs: Tensor, teacher_lprobs: Tensor, *, skew: float = 0.1) -> Tensor:
+    """Skew reverse KL ``KL(q || (1 - skew) p + skew q)`` (DistiLLM).
+
+    ``skew`` in ``[0, 1]``: 0 gives :func:`rkl`, 1 gives 0.  Bounded by
+    ``-log(skew)``.  Shapes as :func:`fkl`.
+    """
+    skew = _check_unit("skew", skew)
+    return _apply(_srkl_value, _srkl_grads, student_lprobs, teacher_lprobs, skew)
+
+
+def akl(student_lprobs: Tensor, teacher_lprobs: Tensor, *, mu: float = 0.5) -> Tensor:
+    """Adaptive KL (Wu et al., 2024): ``w_h * fkl + w_t * rkl``.
+
+    ``w_h = g_h / (g_h + g_t)``, ``w_t = g_t / (g_h + g_t)``, where ``g_h`` and
+    ``g_t`` are ``sum |p - q|`` over the head and the tail of the teacher
+    distribution (:func:`akl_head_mask`, ``mu`` in ``[0, 1]``); the weights are
+    detached (constants for the gradient).  One sort over ``V`` per position
+    (in bounded chunks of positions).  Shapes as :func:`fkl`.
+    """
+    mu = _check_unit("mu", mu)
+    return _apply(_akl_value, _akl_grads, student_lprobs, teacher_lprobs, mu)
+
+
+def todi(student_lprobs: Tensor, teacher_lprobs: Tensor, *, beta: float = 1.0) -> Tensor:
+    """Token-wise divergence interpolation ``sum_v w p log(p/q) + (1 - w) q log(q/p)``.
+
+    ``w = sigmoid(beta * (log p - log q))`` per token, detached (a constant for
+    the gradient): forward KL where the teacher dominates, reverse KL where the
+    student does.  ``beta = 0`` gives ``(fkl + rkl) / 2``.  Shapes as :func:`fkl`.
+    """
+    beta = float(beta)
+    if not math.isfinite(beta):
+        raise ValueError(f"beta must be finite, got {beta}")
+    return _apply(_todi_value, _todi_grads, student_lprobs, teacher_lprobs, beta)
+
+
+# --------------------------------------------------------------------------- registry
+
+DIVERGENCES: Dict[str, Callable[..., Tensor]] = {
     "fkl": fkl,
     "rkl": rkl,
     "js": js,
@@ -133,37 +516,79 @@ DIVERGENCES = {
     "todi": todi,
 }
 
-
-def log_probs(logits, temperature=1.0):
-    """``log_softmax(logits / temperature)`` in at least float32."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    x = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
-    return F.log_softmax(x / temperature if temperature != 1.0 else x, dim=-1)
-
-
-def divergence_from_log_probs(name, student_lprobs, teacher_lprobs, **params):
-    """Divergence ``name`` between already-normalised log-probabilities ``[..., V] -> [...]``."""
-    try:
-        fn = DIVERGENCES[name]
-    except KeyError:
-        raise ValueError(f"unknown divergence {name!r}; choose from: {' '.join(DIVERGENCES)}") from None
-    try:
-        return fn(student_lprobs, teacher_lprobs, **params)
-    except TypeError as exc:
-        raise TypeError(f"divergence {name!r}: {exc}") from None
+#: name -> {parameter: default} (empty dict: the divergence takes no parameter).
+DIVERGENCE_PARAMS: Dict[str, Dict[str, float]] = {
+    "fkl": {},
+    "rkl": {},
+    "js": {},
+    "tvd": {},
+    "skl": {"skew": 0.1},
+    "srkl": {"skew": 0.1},
+    "akl": {"mu": 0.5},
+    "todi": {"beta": 1.0},
+}
 
 
-def divergence(name, student_logits, teacher_logits, temperature=1.0, **params):
-    """Divergence ``name`` of the tempered teacher vs student distributions, ``[..., V] -> [...]``.
+def _check_name_and_params(name: str, params: dict) -> None:
+    if name not in DIVERGENCES:
+        raise ValueError(f"unknown divergence {name!r}; valid names: {', '.join(DIVERGENCES)}")
+    allowed = DIVERGENCE_PARAMS[name]
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        takes = ", ".join(allowed) if allowed else "no parameters"
+        raise TypeError(f"divergence {name!r} got unexpected parameter(s) {unknown}; it takes {takes}")
 
-    Inputs are logits or log-probabilities (either: both go through log_softmax(x / temperature)).
-    params: ``skew`` (skl, srkl; default 0.1), ``mu`` (akl; 0.5), ``beta`` (todi; 1.0).
+
+def divergence_from_log_probs(
+    name: str, student_lprobs: Tensor, teacher_lprobs: Tensor, **params
+) -> Tensor:
+    """Divergence ``name`` between already-normalised log-probabilities.
+
+    Args:
+        name: one of ``DIVERGENCES`` (``fkl rkl js tvd skl srkl akl todi``).
+        student_lprobs: ``[..., V]`` student log-probabilities (``log q``).
+        teacher_lprobs: ``[..., V]`` teacher log-probabilities (``log p``);
+            ``-inf`` entries mean probability 0.
+        **params: the divergence's parameters (``DIVERGENCE_PARAMS[name]``).
+
+    Returns:
+        ``[...]`` per-position divergence; padding masks belong to the caller.
+
+    Raises:
+        ValueError: unknown ``name``, a parameter value out of range, or
+            mismatched shapes.
+        TypeError: a parameter that ``name`` does not take.
     """
-    if student_logits.shape != teacher_logits.shape:
-        raise ValueError(
-            f"student and teacher shapes differ: {tuple(student_logits.shape)} vs {tuple(teacher_logits.shape)}"
-        )
+    _check_name_and_params(name, params)
+    return DIVERGENCES[name](student_lprobs, teacher_lprobs, **params)
+
+
+def divergence(
+    name: str,
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    temperature: float = 1.0,
+    **params,
+) -> Tensor:
+    """Divergence ``name`` between ``softmax(student / T)`` and ``softmax(teacher / T)``.
+
+    Args:
+        name: one of ``DIVERGENCES`` (``fkl rkl js tvd skl srkl akl todi``).
+        student_logits: ``[..., V]`` student logits or log-probabilities.
+        teacher_logits: ``[..., V]`` teacher logits or log-probabilities.
+        temperature: ``T > 0`` applied to both sides (the ``T**2`` factor is
+            the caller's business).
+        **params: ``skew`` (skl, srkl), ``mu`` (akl), ``beta`` (todi).
+
+    Returns:
+        ``[...]`` per-position divergence, summed over ``V``; padding masks
+        belong to the caller.
+    """
+    _check_name_and_params(name, params)  # fail before any work
+    _check_pair(student_logits, teacher_logits)
     return divergence_from_log_probs(
-        name, log_probs(student_logits, temperature), log_probs(teacher_logits, temperature), **params
+        name,
+        log_probs(student_logits, temperature),
+        log_probs(teacher_logits, temperature),
+        **params,
     )

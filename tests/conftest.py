@@ -4,6 +4,7 @@ Session-scoped: the sentencepiece model, the data-bin and the teacher are built 
 run (a few seconds each on 2 CPU cores) and shared by every test that needs them.
 """
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,13 +56,10 @@ def run(cmd, check=True, env=None, timeout=600, **kwargs):
     return proc
 
 
-def train_losses(log_text, prefix="train_inner"):
-    """The ``loss`` values of fairseq's simple-format log lines starting with ``| prefix |``."""
-    losses = []
-    for line in log_text.splitlines():
-        if f"| {prefix} |" in line and "| loss " in line:
-            losses.append(float(line.split("| loss ")[1].split()[0]))
-    return losses
+def train_losses(log_text, prefix="train_inner", key="loss"):
+    """The ``key=`` values of fairseq's simple-format ``| train_inner |`` log lines, in order."""
+    pattern = re.compile(rf"\| {prefix} \|.* {key}=(-?[0-9.e+-]+|nan|inf)")
+    return [float(m.group(1)) for m in map(pattern.search, log_text.splitlines()) if m]
 
 
 @pytest.fixture(scope="session")

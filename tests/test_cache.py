@@ -25,7 +25,7 @@ def build(teacher, data_bin, out, topk, *extra):
     """`kd-nmt cache-teacher` in this process (the CLI's own entry point)."""
     argv = [
         "--teacher", str(teacher), "--data-bin", str(data_bin), "--topk", str(topk), "--out", str(out),
-        "--chunk-sentences", str(CHUNK), "--max-tokens", "1500", "--no-progress-bar", *map(str, extra),
+        "--chunk-sentences", str(CHUNK), "--no-progress-bar", *map(str, extra),
     ]
     assert cache_cli.main(argv) == 0
     return out

@@ -35,16 +35,16 @@ examples:
 
 naming and columns:
   --names takes one entry per checkpoint: a plain name ("teacher") or comma-separated
-  key=value pairs ("method=word_kd,size=tiny,noise=0.1"); each key becomes a CSV column and
-  the row is named by the "name" key if given, else by the values ("word_kd/tiny/0.1"). --tag KEY=VALUE
-  (repeatable) adds a column to every row. `kd-nmt plot` reads the columns method, size
-  and noise. Defaults: a checkpoint is named after its directory (run/checkpoint_best.pt
-  -> "run").
+  key=value pairs ("method=word_kd,size=tiny,noise=0.1"); each key becomes a CSV column,
+  and the row is named by the "name" key if given, else by the values ("word_kd/tiny/0.1").
+  --tag KEY=VALUE (repeatable) adds a column to every row. `kd-nmt plot` reads the columns
+  method, size and noise. By default a checkpoint is named after its directory
+  (run/checkpoint_best.pt -> "run").
 
 speed:
-  sentences/s and tokens/s time only fairseq's generate calls (after an untimed warm-up),
-  with --threads torch threads (default 1, so numbers are comparable across machines and
-  runs). tokens/s counts generated target subword tokens, EOS excluded.
+  sentences/s and tokens/s time only fairseq's generate calls (after an untimed warm-up
+  batch), with --threads torch threads (default 1, so runs on a shared machine compare).
+  tokens/s counts generated target subword tokens, EOS excluded.
 """
 
 # fixed bench.csv columns; tag columns (from --names / --tag) go right after "name"
@@ -331,27 +331,27 @@ def markdown_table(rows, meta):
                  p_bleu, p_chrf]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     notes = [
-        "",
-        f"{meta['split']} ({meta['source_lang']}->{meta['target_lang']}, {meta['n_sentences']} sentences, "
-        f"reference: {meta['reference']}); detokenizer: {meta['detokenizer']}.",
-        f"BLEU signature: `{meta['signatures']['BLEU']}`",
-        f"chrF signature: `{meta['signatures']['chrF']}`",
+        f"- {meta['split']} ({meta['source_lang']}->{meta['target_lang']}, {meta['n_sentences']} sentences), "
+        f"reference: {meta['reference']}; detokenizer: {meta['detokenizer']}",
+        f"- BLEU signature: `{meta['signatures']['BLEU']}`",
+        f"- chrF signature: `{meta['signatures']['chrF']}`",
     ]
     boot = meta.get("bootstrap")
     if boot:
         notes.append(
-            f"p: paired bootstrap resampling (sacreBLEU, {boot['n_samples']} resamples, seed "
-            f"{boot['seed']}) against {boot['baseline']!r} with the same decoding; * = p < 0.05. "
-            f"Signatures: `{boot['signatures'].get('BLEU', '')}`, `{boot['signatures'].get('chrF', '')}`"
+            f"- p: paired bootstrap resampling (sacreBLEU, {boot['n_samples']} resamples, seed "
+            f"{boot['seed']}) against `{boot['baseline']}` with the same decoding; * = p < 0.05; "
+            f"signatures `{boot['signatures'].get('BLEU', '')}`, `{boot['signatures'].get('chrF', '')}`"
         )
     notes.append(
-        f"Speed: fairseq SequenceGenerator on {meta['device']}, {meta['threads']} thread(s), "
+        f"- speed: fairseq SequenceGenerator on {meta['device']}, {meta['threads']} thread(s), "
         f"batches of <= {meta['batch_tokens']} source tokens, generate calls only; "
-        "size MB = checkpoint file size (incl. optimizer state if saved)."
+        "size MB = checkpoint file size (with optimizer state, if saved)"
     )
-    if any(r["n_truncated"] for r in rows):
-        notes.append("Truncated sources: " + ", ".join(
-            f"{r['name']} {r['n_truncated']}" for r in rows if r["n_truncated"] and r["decode"] == rows[0]["decode"]))
+    truncated = [r for r in rows if r["n_truncated"] and r["decode"] == rows[0]["decode"]]
+    if truncated:
+        notes.append("- sources truncated to the model's max positions: " + ", ".join(
+            f"{r['name']} {r['n_truncated']}" for r in truncated))
     return "\n".join(lines), "\n".join(notes)
 
 
@@ -501,7 +501,7 @@ def main(argv=None):
                   BUCKET_COLUMNS[:1] + extra + BUCKET_COLUMNS[1:])
     table, notes = markdown_table(rows, meta)
     with open(os.path.join(args.out, "bench.md"), "w", encoding="utf-8") as f:
-        f.write(table + "\n" + notes + "\n")
+        f.write(table + "\n\n" + notes + "\n")
     report = dict(meta, command=["kd-nmt", "bench", *(sys.argv[2:] if argv is None else argv)],
                   seconds=round(time.time() - started, 2),
                   systems=[{k: v for k, v in r.items() if k not in extra} for r in rows],
@@ -510,6 +510,7 @@ def main(argv=None):
         json.dump(report, f, indent=2, ensure_ascii=False)
         f.write("\n")
     print(table)
+    print()
     print(notes)
     print(f"\nwrote {os.path.join(args.out, 'bench.csv')}, bench.md, bench.json"
           + (", bench_buckets.csv" if bounds else "") + f" and {len(rows)} .hyp files")

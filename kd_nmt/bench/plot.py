@@ -3,7 +3,8 @@
 * ``bleu_vs_params.png`` — BLEU (or chrF) against the student's parameter count, one line per
   method (the ``method`` column; the row name where there is none).
 * ``bleu_vs_noise.png``  — BLEU against the ``noise`` column, one line per method (and size,
-  where one method was run at several sizes). Skipped when no row has a numeric noise value.
+  where one method was run at several sizes); a method run at one noise rate only (say, the
+  teacher) is a dashed reference line. Skipped with fewer than two numeric noise values.
 * ``gate.png``           — the hybrid_kd gate over training updates, from fairseq logs
   (``--log-format simple`` / ``json`` / ``tqdm``: ``gate=0.42``, ``| gate 0.42``, ``"gate": "0.42"``).
 
@@ -233,7 +234,7 @@ def plot_noise(rows, args, path):
     metric = args.metric
     label = "BLEU" if metric == "bleu" else "chrF"
     points = [r for r in rows if number(r.get("noise")) is not None and number(r.get(metric)) is not None]
-    if not points:
+    if len({number(r["noise"]) for r in points}) < 2:  # no sweep, no figure
         return None
     sizes = {}
     for r in points:
@@ -328,6 +329,7 @@ def main(argv=None):
     for path in written:
         print(f"wrote {path}")
     for name in skipped:
-        why = "no numeric noise column" if "noise" in name else f"no numeric params/{args.metric} values"
+        why = ("fewer than two numeric noise values" if "noise" in name
+               else f"no numeric params/{args.metric} values")
         print(f"skipped {name}: {why}", file=sys.stderr)
     return 0

@@ -25,8 +25,9 @@ logger = logging.getLogger(__name__)
 
 
 def _dict_symbols(path):
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f]
+    from fairseq.data import Dictionary
+
+    return list(Dictionary.load(path).symbols)
 
 
 def _check_dictionary(cache, side, dictionary):

@@ -33,6 +33,14 @@ class KDTranslationConfig(TranslationConfig):
             "split): KD without a teacher in memory; excludes --teacher-path"
         },
     )
+    sentence_kd_data: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "data-bin DIR whose train split holds the teacher's translations, line-aligned "
+            "with the gold train split (kd-nmt relabel --binarize-to); train batches then carry "
+            "both targets (criterion hybrid_kd). See kd_nmt/paired_dataset.py"
+        },
+    )
 
 
 @register_task("kd_translation", dataclass=KDTranslationConfig)
@@ -64,3 +72,24 @@ class KDTranslationTask(TranslationTask):
     @property
     def has_teacher(self):
         return self.teacher is not None
+
+    def load_dataset(self, split, epoch=1, combine=False, **kwargs):
+        super().load_dataset(split, epoch=epoch, combine=combine, **kwargs)
+        if self.cfg.sentence_kd_data and split == self.cfg.train_subset:
+            # kd_nmt.paired_dataset: gold + teacher targets, checked line-aligned (hybrid_kd)
+            from kd_nmt.paired_dataset import load_teacher_targets
+
+            self.datasets[split] = load_teacher_targets(self, split, self.datasets[split], epoch, combine)
+
+    def build_model(self, cfg, from_checkpoint=False):
+        model = super().build_model(cfg, from_checkpoint)
+        if not from_checkpoint:  # the student (teachers are loaded from their checkpoints)
+            self.student_model_cfg = cfg  # sizes criterion heads (hybrid_kd --gate input)
+        return model
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        # fairseq hands the update count to the model only; criterions that follow it
+        # (hybrid_kd --gate schedule) get it here
+        if hasattr(criterion, "set_num_updates"):
+            criterion.set_num_updates(update_num)
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)

@@ -1,0 +1,218 @@
+"""From relabeled text to training data: a data-bin line-aligned with the gold one.
+
+``fairseq-preprocess`` binarizes (train source, relabeled target) with the *gold* data-bin's
+dictionaries (``--srcdict``/``--tgtdict``), without any length filter, so sentence *i* of the new
+train split is sentence *i* of the gold train split. The gold data-bin's other splits
+(valid, test, ...) are hard-linked (copied across file systems) next to it, and its dictionary
+files are copied over, so the result is directly trainable (``fairseq-train NEW ...``).
+
+The line counts are verified after binarizing: source, target, input text and the gold train
+split must all agree, else a KDNMTError and nothing is left at the destination. The work is
+done in ``DEST.tmp.PID`` and renamed into place at the end.
+
+Also the sub-command ``kd-nmt relabel binarize`` (for sharded runs: ``cat`` the shards first).
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from kd_nmt.errors import KDNMTError
+
+_IDX = re.compile(r"(.+)\.([^.\-]+)-([^.\-]+)\.([^.]+)\.idx$")
+
+
+def infer_languages(data_bin, source_lang=None, target_lang=None):
+    """``(src, tgt)`` of ``data_bin``: as given, else from its binarized file names or dict files."""
+    if not data_bin or not os.path.isdir(data_bin):
+        raise KDNMTError(f"data-bin directory not found: {data_bin!r}")
+    names = os.listdir(data_bin)
+    if not (source_lang and target_lang):
+        pairs = set()
+        for name in names:
+            m = _IDX.match(name)
+            if m and m.group(4) == m.group(2):  # {split}.{src}-{tgt}.{src}.idx
+                pairs.add((m.group(2), m.group(3)))
+        dict_langs = sorted(n[5:-4] for n in names if n.startswith("dict.") and n.endswith(".txt"))
+        if len(dict_langs) == 2 and (source_lang or target_lang):
+            given = source_lang or target_lang
+            if given in dict_langs:
+                other = dict_langs[1 - dict_langs.index(given)]
+                pairs.add((given, other) if source_lang else (other, given))
+        candidates = sorted(
+            (a, b) for a, b in pairs
+            if (not source_lang or a == source_lang) and (not target_lang or b == target_lang)
+        )
+        if len(candidates) != 1:
+            found = ", ".join(f"{a}-{b}" for a, b in sorted(pairs)) or "none"
+            raise KDNMTError(
+                f"cannot infer the language pair of {data_bin!r} (binarized pairs found: {found}; "
+                f"dictionaries: {', '.join(dict_langs) or 'none'}); "
+                "give --source-lang and --target-lang"
+            )
+        source_lang, target_lang = candidates[0]
+    for lang in (source_lang, target_lang):
+        path = os.path.join(data_bin, f"dict.{lang}.txt")
+        if not os.path.isfile(path):
+            raise KDNMTError(f"dictionary not found: {path!r}")
+    return source_lang, target_lang
+
+
+def _split_sizes(prefix):
+    """Sentence lengths of a binarized file ``prefix`` (.bin/.idx), or None if absent."""
+    if not os.path.isfile(prefix + ".idx"):
+        return None
+    from fairseq.data import data_utils
+
+    dataset = data_utils.load_indexed_dataset(prefix, None, dataset_impl=None)
+    if dataset is None:
+        return None
+    return [int(s) for s in dataset.sizes]
+
+
+def check_destdir(destdir):
+    """Raise before any work if ``destdir`` cannot become a fresh data-bin."""
+    if os.path.exists(destdir) and not (os.path.isdir(destdir) and not os.listdir(destdir)):
+        raise KDNMTError(
+            f"--binarize-to directory {destdir!r} already exists and is not empty; "
+            "delete it or choose another"
+        )
+    parent = os.path.dirname(os.path.abspath(destdir))
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise KDNMTError(f"cannot create {destdir!r}: {parent!r} is not a writable directory")
+
+
+def _link_or_copy(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def binarize(data_bin, source_lang, target_lang, source_file, target_file, destdir,
+             workers=1, expected_lines=None, log=None):
+    """Binarize (source_file, target_file) as the train split of a new data-bin ``destdir``.
+
+    Returns a summary dict (counts, linked splits). Raises KDNMTError on any count mismatch.
+    """
+    log = log or (lambda msg: print(f"kd-nmt relabel: {msg}", file=sys.stderr, flush=True))
+    check_destdir(destdir)
+    src, tgt = source_lang, target_lang
+    parent = os.path.dirname(os.path.abspath(destdir))
+    tmp = os.path.join(parent, f".{os.path.basename(os.path.abspath(destdir))}.tmp.{os.getpid()}")
+    text_dir = tempfile.mkdtemp(prefix=".relabel-text.", dir=parent)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        os.symlink(os.path.abspath(source_file), os.path.join(text_dir, f"train.{src}"))
+        os.symlink(os.path.abspath(target_file), os.path.join(text_dir, f"train.{tgt}"))
+        cmd = [
+            sys.executable, "-m", "fairseq_cli.preprocess",
+            "--source-lang", src, "--target-lang", tgt,
+            "--trainpref", os.path.join(text_dir, "train"), "--destdir", tmp,
+            "--srcdict", os.path.join(data_bin, f"dict.{src}.txt"),
+            "--tgtdict", os.path.join(data_bin, f"dict.{tgt}.txt"),
+            "--workers", str(max(1, int(workers))),
+        ]
+        log(f"binarizing {source_file} + {target_file} with the dictionaries of {data_bin}")
+        proc = subprocess.run(cmd, capture_output=True, text=True,
+                              env=dict(os.environ, PYTHONWARNINGS="ignore"))
+        if proc.returncode != 0:
+            raise KDNMTError(
+                f"fairseq-preprocess failed (exit {proc.returncode}): "
+                + " | ".join(proc.stderr.strip().splitlines()[-5:])
+            )
+        n_src = _split_sizes(os.path.join(tmp, f"train.{src}-{tgt}.{src}"))
+        n_tgt = _split_sizes(os.path.join(tmp, f"train.{src}-{tgt}.{tgt}"))
+        gold = _split_sizes(os.path.join(data_bin, f"train.{src}-{tgt}.{src}"))
+        counts = {
+            "source": None if n_src is None else len(n_src),
+            "target": None if n_tgt is None else len(n_tgt),
+        }
+        if expected_lines is not None:
+            counts["text lines"] = expected_lines
+        if gold is not None:
+            counts["gold train"] = len(gold)
+        if None in counts.values() or len(set(counts.values())) != 1:
+            raise KDNMTError(
+                "binarized line counts differ: "
+                + ", ".join(f"{k} {v}" for k, v in counts.items())
+                + f"; nothing was written to {destdir!r}"
+            )
+        # sentence lengths as a cheap check that the source is the gold train source
+        source_matches_gold = gold is not None and gold == n_src
+        if gold is not None and not source_matches_gold:
+            log("note: the binarized source's sentence lengths differ from the gold train "
+                "source's (same line count); is --input the gold train source?")
+        # the gold dictionaries, byte for byte, and its other splits
+        for lang in (src, tgt):
+            shutil.copyfile(os.path.join(data_bin, f"dict.{lang}.txt"), os.path.join(tmp, f"dict.{lang}.txt"))
+        linked = set()
+        for name in sorted(os.listdir(data_bin)):
+            m = re.match(r"(.+)\.([^.\-]+)-([^.\-]+)\.([^.]+)\.(bin|idx)$", name)
+            if m and m.group(1) != "train" and {m.group(2), m.group(3)} == {src, tgt}:
+                _link_or_copy(os.path.join(data_bin, name), os.path.join(tmp, name))
+                linked.add(m.group(1))
+        summary = {
+            "source_file": os.path.abspath(source_file),
+            "target_file": os.path.abspath(target_file),
+            "gold_data_bin": os.path.abspath(data_bin),
+            "languages": [src, tgt],
+            "train_sentences": counts["source"],
+            "source_lengths_match_gold": source_matches_gold if gold is not None else None,
+            "other_splits": sorted(linked),
+        }
+        with open(os.path.join(tmp, "relabel.json"), "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=1)
+        if os.path.isdir(destdir):
+            os.rmdir(destdir)  # empty (check_destdir)
+        os.rename(tmp, destdir)
+    finally:
+        shutil.rmtree(text_dir, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"binarized {summary['train_sentences']} train sentences into {destdir} "
+        f"(line-aligned with the gold train split; also linked: {', '.join(summary['other_splits']) or 'none'})")
+    return summary
+
+
+BINARIZE_EXAMPLES = """
+Binarizes SOURCE (the train source) + TARGET (its relabeled translation, e.g. the cat of the
+shard outputs of `kd-nmt relabel`) with the dictionaries of the gold --data-bin, checks that
+every count agrees with the gold train split, and adds the gold valid/test splits.
+
+example:
+  cat train.kd.en.0 train.kd.en.1 > train.kd.en
+  kd-nmt relabel binarize --data-bin data-bin --source tok/train.de --target train.kd.en \\
+      --destdir data-bin-kd
+"""
+
+
+def main(argv):
+    from kd_nmt.relabel.cli import ArgumentParser
+    from kd_nmt.relabel.corpus import TextFile
+
+    p = ArgumentParser(
+        prog="kd-nmt relabel binarize",
+        description="Binarize relabeled text into a data-bin aligned with the gold one.",
+        epilog=BINARIZE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--data-bin", required=True, help="the gold data-bin (dictionaries, valid/test)")
+    p.add_argument("--source", required=True, help="train source text (token space)")
+    p.add_argument("--target", required=True, help="relabeled train target text (token space)")
+    p.add_argument("--destdir", required=True, help="new data-bin (must not exist)")
+    p.add_argument("--source-lang", default=None)
+    p.add_argument("--target-lang", default=None)
+    p.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8))
+    args = p.parse_args(argv)
+    src, tgt = infer_languages(args.data_bin, args.source_lang, args.target_lang)
+    n_src = len(TextFile(args.source, "--source"))
+    n_tgt = len(TextFile(args.target, "--target"))
+    if n_src != n_tgt:
+        raise KDNMTError(f"--source has {n_src} lines but --target has {n_tgt}")
+    check_destdir(args.destdir)
+    binarize(args.data_bin, src, tgt, args.source, args.target, args.destdir,
+             workers=args.workers, expected_lines=n_src)
+    return 0
