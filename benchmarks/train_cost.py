@@ -11,8 +11,11 @@ number of updates:
 * ``kd_cache``    ``--criterion word_kd --teacher-cache C`` (built once by ``kd-nmt cache-teacher``)
 
 Throughput is target tokens per second of ``Trainer.train_step`` (forward, loss, backward,
-optimizer step; the cache reads and the teacher forward happen inside it), summed over the
-updates after the first ``--warmup``. Peak memory is the subprocess's peak RSS (``ru_maxrss``
+optimizer step; the cache reads and the teacher forward happen inside it) over the updates
+after the first ``--warmup``. The configurations run ``--repeats`` times, interleaved; every
+update's time is the minimum over the repeats (the batches are identical), which filters out
+other processes competing for the CPU; CPU-time throughput (``time.process_time``) is reported
+beside it. Peak memory is the subprocess's peak RSS (``ru_maxrss``
 from ``os.wait4``). Data: synthetic parallel text (Zipf-distributed tokens, the target a fixed
 token mapping of the source with local reordering) over a ``--vocab``-symbol dictionary;
 student 2+2 layers 128-dim, teacher 3+3 layers 256-dim (trained ``--teacher-updates`` updates,
@@ -172,9 +175,10 @@ def child(argv, out_json, warmup):
     original = Trainer.train_step
 
     def timed(self, samples, raise_oom=False):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = original(self, samples, raise_oom)
-        steps.append((time.perf_counter() - t0, sum(int(s.get("ntokens", 0)) for s in samples if s)))
+        ntokens = sum(int(s.get("ntokens", 0)) for s in samples if s)
+        steps.append((time.perf_counter() - t0, time.process_time() - c0, ntokens))
         return out
 
     Trainer.train_step = timed
@@ -184,14 +188,10 @@ def child(argv, out_json, warmup):
     t0 = time.perf_counter()
     train.cli_main()
     wall = time.perf_counter() - t0
-    measured = steps[warmup:]
-    seconds = sum(s for s, _ in measured)
-    tokens = sum(n for _, n in measured)
     with open(out_json, "w") as f:
         json.dump({
-            "updates": len(steps), "measured_updates": len(measured), "tokens": tokens,
-            "seconds": seconds, "wps": tokens / seconds, "wall_s": wall,
-            "step_seconds": [round(s, 4) for s, _ in steps],
+            "warmup": warmup, "wall_s": wall, "step_seconds": [round(s, 4) for s, _, _ in steps],
+            "step_cpu_seconds": [round(c, 4) for _, c, _ in steps], "step_tokens": [n for _, _, n in steps],
         }, f)
 
 
@@ -216,18 +216,42 @@ def run_config(config, work, data_bin, teacher, cache, args):
     return result
 
 
+def summarise(repeats):
+    """Per-update minimum over the repeats (the least-disturbed timing of each identical update)."""
+    warmup = repeats[0]["warmup"]
+    tokens_per_step = repeats[0]["step_tokens"]
+    assert all(r["step_tokens"] == tokens_per_step for r in repeats), "runs saw different batches"
+    wall = [min(r["step_seconds"][i] for r in repeats) for i in range(len(tokens_per_step))][warmup:]
+    cpu = [min(r["step_cpu_seconds"][i] for r in repeats) for i in range(len(tokens_per_step))][warmup:]
+    tokens = sum(tokens_per_step[warmup:])
+    return {
+        "updates": len(tokens_per_step), "measured_updates": len(wall), "tokens": tokens,
+        "seconds": round(sum(wall), 3), "wps": tokens / sum(wall), "cpu_seconds": round(sum(cpu), 3),
+        "tokens_per_cpu_second": tokens / sum(cpu), "repeats": len(repeats),
+        "peak_rss_mb": round(max(r["peak_rss_mb"] for r in repeats), 1),
+        "wps_each_repeat": [round(sum(tokens_per_step[warmup:]) / sum(r["step_seconds"][warmup:]), 1) for r in repeats],
+    }
+
+
 def measure(args):
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     data_bin = synth_data(work, args.vocab, args.sentences)
     teacher = train_teacher(work, data_bin, args.teacher_updates, args.max_tokens)
     cache, cache_seconds = build_cache(work, data_bin, teacher, args.topk, args.max_tokens)
-    runs = {}
-    for config in args.configs:
-        runs[config] = run_config(config, work, data_bin, teacher, cache, args)
-        r = runs[config]
-        print(f"{config:12s} {r['wps']:9.0f} tok/s  peak RSS {r['peak_rss_mb']:7.0f} MB  "
-              f"({r['measured_updates']} updates, {r['tokens']} tokens, {r['seconds']:.1f} s)", flush=True)
+    repeats = {config: [] for config in args.configs}
+    load = [os.getloadavg()[0]]
+    for rep in range(args.repeats):  # interleaved, so a busy spell on the machine hits every config
+        for config in args.configs:
+            r = run_config(config, work, data_bin, teacher, cache, args)
+            repeats[config].append(r)
+            load.append(os.getloadavg()[0])
+            print(f"[{rep + 1}/{args.repeats}] {config:12s} {r['wall_s']:6.1f} s wall, peak RSS "
+                  f"{r['peak_rss_mb']:6.0f} MB, load {load[-1]:.1f}", flush=True)
+    runs = {config: summarise(rs) for config, rs in repeats.items()}
+    for config, r in runs.items():
+        print(f"{config:12s} {r['wps']:9.0f} tok/s ({r['tokens_per_cpu_second']:.0f} tok/cpu-s)  peak RSS "
+              f"{r['peak_rss_mb']:7.0f} MB  ({r['measured_updates']} updates, {r['tokens']} tokens)", flush=True)
     meta = json.loads((cache / "meta.json").read_text())
     result = {
         "setup": {
@@ -236,7 +260,9 @@ def measure(args):
             "teacher": "transformer 3+3 layers, 256-dim, ffn 1024", "max_tokens": args.max_tokens,
             "updates": args.updates, "warmup_updates_excluded": args.warmup, "topk": meta["k"],
             "divergence": args.divergence, "threads": os.cpu_count(),
-            "cache_build_seconds": round(cache_seconds, 1),
+            "cache_build_seconds": round(cache_seconds, 1), "repeats": args.repeats,
+            "load_average_1min": [round(x, 2) for x in load],
+            "timing": "per update, the minimum over the interleaved repeats of Trainer.train_step wall time",
         },
         "runs": runs,
     }
@@ -246,12 +272,15 @@ def measure(args):
                             ("teacher_fwd", "teacher_fwd_vs_ce_throughput")):
             if config in runs:
                 result[key] = round(runs[config]["wps"] / ce["wps"], 3)
+                result[key + "_cpu_time"] = round(runs[config]["tokens_per_cpu_second"] / ce["tokens_per_cpu_second"], 3)
         for config, key in (("kd_live", "kd_vs_ce_peak_memory"), ("kd_cache", "cached_kd_vs_ce_peak_memory")):
             if config in runs:
                 result[key] = round(runs[config]["peak_rss_mb"] / ce["peak_rss_mb"], 3)
     if "kd_live" in runs and "teacher_fwd" in runs:
         # time per token of the KD loss on top of CE + teacher forward
         result["kd_loss_overhead"] = round(runs["teacher_fwd"]["wps"] / runs["kd_live"]["wps"] - 1, 3)
+        result["kd_loss_overhead_cpu_time"] = round(
+            runs["teacher_fwd"]["tokens_per_cpu_second"] / runs["kd_live"]["tokens_per_cpu_second"] - 1, 3)
     return result
 
 
@@ -302,6 +331,7 @@ def parser():
     p.add_argument("--topk", type=int, default=16)
     p.add_argument("--divergence", default="fkl")
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
+    p.add_argument("--repeats", type=int, default=2, help="interleaved runs of every config (default 2)")
     p.add_argument("--json", help="write the result here")
     return p
 

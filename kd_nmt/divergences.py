@@ -250,10 +250,10 @@ def _tvd_value(lq, lp, _param):
 
 def _tvd_grads(lq, lp, _param, _extra, need_q, need_p) -> Grads:
     # d/dlq 1/2 |p - q| = -1/2 sign(p - q) q ; d/dlp = 1/2 sign(p - q) p  (sign(0) = 0)
-    p, q = lp.exp(), lq.exp()
-    half_sign = torch.sub(p, q).sign_().mul_(0.5)
-    gq = torch.mul(half_sign, q).neg_() if need_q else None
-    gp = half_sign.mul_(p) if need_p else None
+    q = lq.exp()
+    half_sign = lp.exp().sub_(q).sign_().mul_(0.5)
+    gp = torch.mul(half_sign, lp.exp()) if need_p else None
+    gq = half_sign.mul_(q).neg_() if need_q else None
     return gq, gp
 
 
@@ -268,10 +268,11 @@ def _skewed_grads(lx, ly, a, need_x, need_y) -> Grads:
     if a == 1.0:
         zero = torch.zeros_like(lx)
         return (zero if need_x else None), (zero.clone() if need_y else None)
-    x = lx.exp()
     d = torch.sub(ly, lx)
-    s = _mix_slope(d, a)
-    gx = _log_mix_ratio(d, a).neg_().add_(s).mul_(x) if need_x else None
+    neg_g = _log_mix_ratio(d, a).neg_() if need_x else None  # before d becomes s
+    s = _mix_slope(d, a) if a == 0.0 else d.add_(math.log1p(-a) - math.log(a)).sigmoid_()
+    x = lx.exp()
+    gx = neg_g.add_(s).mul_(x) if need_x else None
     gy = s.mul_(x).neg_() if need_y else None
     return gx, gy
 

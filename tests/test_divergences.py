@@ -563,3 +563,39 @@ def test_masked_float32_matches_float64(name):
         want = divergence(name, s, t)
         got = divergence(name, s.float(), t.float())
         assert torch.allclose(got.double(), want, rtol=1e-5, atol=1e-6), (name, got, want)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradient_plumbing(name):
+    s, t = _random_pair(shape=(3, 5, 10), dtype=torch.float32, seed=4)
+    # half inputs: value in float32, gradients in the inputs' dtype, close to float32 ones
+    xh, yh = s.half().requires_grad_(True), t.half().requires_grad_(True)
+    gxh, gyh = torch.autograd.grad(divergence(name, xh, yh).sum(), (xh, yh))
+    assert gxh.dtype == torch.float16 and gyh.dtype == torch.float16
+    x, y = s.half().float().requires_grad_(True), t.half().float().requires_grad_(True)
+    gx, gy = torch.autograd.grad(divergence(name, x, y).sum(), (x, y))
+    assert torch.allclose(gxh.float(), gx, atol=1e-3) and torch.allclose(gyh.float(), gy, atol=1e-3)
+    # student only / teacher only, and a weighted (masked) upstream gradient
+    weights = torch.rand(3, 5)
+    weights[0, 2] = 0.0
+    x = s.clone().requires_grad_(True)
+    (g_student,) = torch.autograd.grad((divergence(name, x, t) * weights).sum(), x)
+    y = t.clone().requires_grad_(True)
+    (g_teacher,) = torch.autograd.grad((divergence(name, s, y) * weights).sum(), y)
+    x, y = s.clone().requires_grad_(True), t.clone().requires_grad_(True)
+    g_both = torch.autograd.grad((divergence(name, x, y) * weights).sum(), (x, y))
+    assert torch.allclose(g_both[0], g_student) and torch.allclose(g_both[1], g_teacher)
+    assert torch.all(g_student[0, 2] == 0) and torch.all(g_teacher[0, 2] == 0)
+    # non-contiguous inputs
+    sn, tn = s.transpose(0, 1), t.transpose(0, 1)
+    assert not sn.is_contiguous()
+    assert torch.allclose(divergence(name, sn, tn), divergence(name, sn.contiguous(), tn.contiguous()))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_nan_inputs_propagate(name):
+    # -inf is sanitised, NaN is not hidden
+    s, t = _random_pair(shape=(2, 6))
+    s[1, 2] = math.nan
+    out = divergence_from_log_probs(name, F.log_softmax(s, -1), F.log_softmax(t, -1))
+    assert torch.isnan(out[1]) and not torch.isnan(out[0])

@@ -250,14 +250,14 @@ class HybridKDCriterion(WordKDCriterion):
         dist, teacher_nll = self.task.teacher.distribution(sample, like=student)
         target = sample["target"]
 
-        def one(s, d, y):  # word_kd's own token_kd_loss, one sentence at a time (vmap)
-            d = tuple(x[None] for x in d) if isinstance(d, tuple) else d[None]
+        def row(i):  # word_kd's own token_kd_loss, one sentence at a time
+            d = tuple(x[i:i + 1] for x in dist) if isinstance(dist, tuple) else dist[i:i + 1]
             return token_kd_loss(
-                s[None], d, y[None], self.padding_idx, self.kd_divergence,
+                student[i:i + 1], d, target[i:i + 1], self.padding_idx, self.kd_divergence,
                 self.kd_temperature, self.kd_topk, **self.kd_params,
             )
 
-        kd = torch.func.vmap(one)(student, dist, target)
+        kd = torch.stack([row(i) for i in range(bsz)])
         teacher_nll = teacher_nll.masked_fill(target.eq(self.padding_idx), 0.0).sum()
         return self.mix(ce, kd, True), ce.sum(), nll.sum(), kd.sum(), teacher_nll
 

@@ -131,7 +131,8 @@ def _check_writable(path, what):
         raise KDNMTError(f"{what} {path!r} is a directory")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
-        raise KDNMTError(f"cannot write {what} {path!r}: directory {parent!r} does not exist")
+        problem = "is not a directory" if os.path.exists(parent) else "does not exist"
+        raise KDNMTError(f"cannot write {what} {path!r}: {parent!r} {problem}")
     try:
         fd, tmp = tempfile.mkstemp(dir=parent, prefix=".kd-nmt-write-test.")
         os.close(fd)

@@ -172,7 +172,7 @@ class CT2Backend:
                 [token_lists[i] for i in batch],
                 beam_size=self.beam, num_hypotheses=self.nbest, length_penalty=self.lenpen,
                 max_decoding_length=max_len + 1, max_input_length=0, return_scores=True,
-                suppress_sequences=[["<pad>"]],
+                suppress_sequences=[["<blank>"]],  # fairseq never generates <pad> (<blank> in CT2)
             )
             for i, res in zip(batch, out):
                 results[i] = [(" ".join(h), float(s)) for h, s in zip(res.hypotheses, res.scores)]
