@@ -10,6 +10,7 @@ Every sub-command prints ``--help`` with examples. User errors (missing files, m
 dictionaries, bad options) print one line ``kd-nmt: error: ...`` and exit with status 2.
 """
 import importlib
+import logging
 import os
 import sys
 
@@ -51,6 +52,13 @@ def _run_fairseq(name, argv):
         print(FAIRSEQ_EXAMPLES.format(name=name))
     import kd_nmt.registry  # noqa: F401  (registers the plugin in this process)
 
+    # importing fairseq (done by kd_nmt itself) configures the root logger before fairseq_cli
+    # can; restore fairseq_cli's own format so logs read (and parse) like fairseq-train's
+    logging.basicConfig(
+        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S", level=os.environ.get("LOGLEVEL", "INFO").upper(),
+        stream=sys.stdout, force=True,
+    )
     module = importlib.import_module(f"fairseq_cli.{name}")
     sys.argv = [f"kd-nmt {name}"] + _with_user_dir(argv)
     return module.cli_main()

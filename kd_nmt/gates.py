@@ -7,7 +7,7 @@ restores them on ``--restore-file`` / resume. None of it reaches the student's `
 
 * ``fixed``    G = init.
 * ``schedule`` G = init + (final - init) * min(1, num_updates / max_update) (linear).
-* ``learned``  G = sigmoid(s * theta), one scalar ``theta`` (``gate.logit``), initialised so that
+* ``learned``  G = sigmoid(s * theta), one scalar ``theta`` (``gate.logit``, shape [1]), initialised so that
                G = init (Wei et al. 2024). ``s`` = ``--gate-lr-scale``: with Adam every update moves
                ``theta`` by about lr whatever the gradient's size, so ``s`` scales how fast G moves.
 * ``input``    G_i = sigmoid(s * (w . h_i + b)) per sentence, ``h_i`` the mean over the non-pad
@@ -105,13 +105,14 @@ class LearnedGate(_LearnableGate):
 
     def __init__(self, init, lr_scale=1.0):
         super().__init__(init, lr_scale)
-        self.logit = nn.Parameter(torch.tensor(self.init_logit / self.lr_scale))
+        # shape [1], not a 0-dim tensor: fairseq's legacy_ddp all-reduce slices every gradient
+        self.logit = nn.Parameter(torch.full((1,), self.init_logit / self.lr_scale))
 
     def forward(self, features=None):
-        return torch.sigmoid(self.lr_scale * self.logit.float())
+        return torch.sigmoid(self.lr_scale * self.logit.float()).squeeze(0)
 
     def distance_from_init(self):
-        return (self.lr_scale * self.logit.float() - self.init_logit) ** 2
+        return ((self.lr_scale * self.logit.float() - self.init_logit) ** 2).sum()
 
 
 class InputGate(_LearnableGate):

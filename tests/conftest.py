@@ -58,7 +58,8 @@ def run(cmd, check=True, env=None, timeout=600, **kwargs):
 
 def train_losses(log_text, prefix="train_inner", key="loss"):
     """The ``key=`` values of fairseq's simple-format ``| train_inner |`` log lines, in order."""
-    pattern = re.compile(rf"\| {prefix} \|.* {key}=(-?[0-9.e+-]+|nan|inf)")
+    # "| train_inner | epoch 001: 1 / 4 loss=..." (fairseq's format) or "INFO:train_inner:..."
+    pattern = re.compile(rf"[ |:]{prefix}[ |:].* {key}=(-?[0-9.e+-]+|nan|inf)")
     return [float(m.group(1)) for m in map(pattern.search, log_text.splitlines()) if m]
 
 

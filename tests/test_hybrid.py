@@ -138,6 +138,7 @@ def test_learned_gate_gradient_is_g1mg_times_loss_difference(data_bin, teacher_c
     _, model, criterion, sample = setup(data_bin, teacher_checkpoint, kd_bin, "--gate-init", "0.3")
     gate = criterion.gate
     assert [n for n, _ in criterion.named_parameters()] == ["gate.logit"]
+    assert gate.logit.shape == (1,)  # not 0-dim: fairseq's legacy_ddp all-reduce slices grads
     assert torch.sigmoid(gate.logit).item() == pytest.approx(0.3)
     loss, sample_size, log = criterion(model, sample)
     loss.backward()
@@ -183,13 +184,21 @@ def test_gate_normalize_and_reg_change_only_the_gate_gradient(data_bin, teacher_
 
 
 def test_schedule_and_input_gates(data_bin, teacher_checkpoint, kd_bin):
-    _, model, crit, sample = setup(data_bin, teacher_checkpoint, kd_bin, "--gate", "schedule",
+    task, model, crit, sample = setup(data_bin, teacher_checkpoint, kd_bin, "--gate", "schedule",
                                    "--gate-init", "0.2", "--gate-final", "0.8")
     assert not list(crit.parameters())
     for update, expected in ((0, 0.2), (50, 0.5), (100, 0.8), (150, 0.8)):
         crit.set_num_updates(update)
         log = crit(model, sample)[2]
         assert log["gate"] / sample["target"].size(0) == pytest.approx(expected)
+
+    class Optimizer:  # what fairseq's task.train_step needs of one
+        def backward(self, loss):
+            loss.backward()
+
+    # the trainer's update count reaches the criterion through kd_translation.train_step
+    log = task.train_step(sample, model, crit, Optimizer(), update_num=25)[2]
+    assert log["gate"] / sample["target"].size(0) == pytest.approx(0.35)
 
     _, model, fixed, sample = setup(data_bin, teacher_checkpoint, kd_bin, "--gate", "fixed", "--gate-init", "0.5")
     expected = fixed(model, sample)[0]

@@ -83,9 +83,9 @@ def setup_task(data_bin, source_lang, target_lang, split):
     cfg = convert_namespace_to_omegaconf(args)
     try:
         task = tasks.setup_task(cfg.task)
-    except (FileNotFoundError, Exception) as exc:  # noqa: BLE001  (missing dict, bad langs)
-        if isinstance(exc, KDNMTError):
-            raise
+    except KDNMTError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (a missing dictionary, languages not inferable, ...)
         raise KDNMTError(f"cannot set up a translation task on {data_bin!r}: {type(exc).__name__}: {exc}") from None
     store.split_files(data_bin, split, task.cfg.source_lang, task.cfg.target_lang)  # clear error if absent
     task.load_dataset(split, combine=True)
@@ -132,7 +132,15 @@ def plan_meta(args, task, teacher, dataset):
 
 
 def _differences(old, new):
-    return [key for key in store.BUILD_KEYS if old.get(key) != new.get(key)]
+    """Build keys that differ (teacher and data by content hash only: files may have moved)."""
+    diff = []
+    for key in store.BUILD_KEYS:
+        a, b = old.get(key), new.get(key)
+        if key in ("teacher", "data"):
+            a, b = (a or {}).get("sha256"), (b or {}).get("sha256")
+        if a != b:
+            diff.append(key)
+    return diff
 
 
 def prepare_out(out, meta, task):
@@ -146,15 +154,20 @@ def prepare_out(out, meta, task):
                 f"--out {out!r} holds a teacher cache built with other settings (differs in: "
                 f"{', '.join(diff)}); use another --out or delete that directory"
             )
-        meta["created"] = old.get("created")
+        created = old.get("created")
+        meta["complete"] = bool(old.get("complete"))  # stays readable if nothing is left to do
     elif os.path.isdir(out) and os.listdir(out):
         raise KDNMTError(f"--out {out!r} exists and is not a teacher cache; use an empty or new directory")
+    else:
+        created = None
     os.makedirs(os.path.join(out, "chunks"), exist_ok=True)
-    meta.setdefault("created", None)
-    meta["created"] = meta["created"] or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    meta["created"] = created or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     store.write_json_atomic(meta_path, meta)
-    task.source_dictionary.save(os.path.join(out, "dict.src.txt"))
-    task.target_dictionary.save(os.path.join(out, "dict.tgt.txt"))
+    for name, dictionary in (("dict.src.txt", task.source_dictionary), ("dict.tgt.txt", task.target_dictionary)):
+        path = os.path.join(out, name)
+        if not os.path.exists(path):  # (equal by the dictionary hash when resuming)
+            dictionary.save(path + ".tmp")
+            os.replace(path + ".tmp", path)
 
 
 def chunk_is_done(out, c, n_rows, k, vocab):
@@ -241,6 +254,9 @@ def build(args):
         (c, s, e) for c, (s, e) in enumerate(ranges)
         if not chunk_is_done(out, c, int(offsets[e] - offsets[s]), k, vocab)
     ]
+    if todo and meta["complete"]:  # chunks went missing from a complete cache
+        meta["complete"] = False
+        store.write_json_atomic(os.path.join(out, "meta.json"), meta)
     done_tokens = meta["n_tokens"] - sum(int(offsets[e] - offsets[s]) for _, s, e in todo)
     logger.info(
         "cache-teacher: %d sentences, %d tokens, %d chunks (%d to do), top-%d of %d, %s",
@@ -256,8 +272,9 @@ def build(args):
     for name in os.listdir(os.path.join(out, "chunks")):
         if name.endswith(".tmp"):
             shutil.rmtree(os.path.join(out, "chunks", name), ignore_errors=True)
-    meta["complete"] = True
-    store.write_json_atomic(os.path.join(out, "meta.json"), meta)
+    if not meta["complete"]:
+        meta["complete"] = True
+        store.write_json_atomic(os.path.join(out, "meta.json"), meta)
     store.TeacherCache(out)  # re-open: every file whole
     return meta
 

@@ -6,7 +6,6 @@ Then the shard's lines are decoded chunk by chunk into ``OUT.chunks/`` (see
 ``kd_nmt.relabel.chunks``), and ``OUT`` is assembled atomically from the chunks.
 """
 import argparse
-import json
 import math
 import os
 import sys
@@ -73,32 +72,32 @@ def build_parser():
                    help="data-bin holding the teacher's dictionaries dict.SRC.txt / dict.TGT.txt")
     g.add_argument("--input", required=True, metavar="SRC", help="source text, one sentence a line")
     g.add_argument("--output", required=True, metavar="OUT", help="relabeled target text")
-    g.add_argument("--source-lang", "-s", default=None, help="default: inferred from --data-bin")
-    g.add_argument("--target-lang", "-t", default=None, help="default: inferred from --data-bin")
+    g.add_argument("--source-lang", "-s", default=None, metavar="L", help="default: inferred from --data-bin")
+    g.add_argument("--target-lang", "-t", default=None, metavar="L", help="default: inferred from --data-bin")
 
     g = p.add_argument_group("decoding")
     g.add_argument("--backend", default="fairseq", choices=BACKENDS,
                    help="fairseq SequenceGenerator (default) or CTranslate2")
-    g.add_argument("--beam", type=int, default=5, help="beam size (default 5)")
-    g.add_argument("--lenpen", type=float, default=1.0, help="length penalty (default 1.0)")
-    g.add_argument("--max-len-a", type=float, default=0.0,
+    g.add_argument("--beam", metavar="N", type=int, default=5, help="beam size (default 5)")
+    g.add_argument("--lenpen", metavar="X", type=float, default=1.0, help="length penalty (default 1.0)")
+    g.add_argument("--max-len-a", metavar="A", type=float, default=0.0,
                    help="max output length = a * source length + b (default a=0)")
-    g.add_argument("--max-len-b", type=int, default=200, help="(default b=200)")
-    g.add_argument("--batch-tokens", type=int, default=4000,
+    g.add_argument("--max-len-b", metavar="B", type=int, default=200, help="(default b=200)")
+    g.add_argument("--batch-tokens", metavar="N", type=int, default=4000,
                    help="padded source tokens per batch (default 4000)")
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="default: cuda if available")
-    g.add_argument("--threads", type=int, default=0, help="CPU threads (default: library default)")
-    g.add_argument("--ct2-quantization", default="int8",
+    g.add_argument("--threads", metavar="N", type=int, default=0, help="CPU threads (default: library default)")
+    g.add_argument("--ct2-quantization", metavar="TYPE", default="int8",
                    help="CTranslate2 weight type (default int8; e.g. float32, int8_float16)")
     g.add_argument("--ct2-dir", default=None, metavar="DIR",
                    help="where the converted teacher is cached (default: T.pt.ct2-QUANT/)")
 
     g = p.add_argument_group("work, resume, shards")
-    g.add_argument("--chunk-size", type=int, default=5000,
+    g.add_argument("--chunk-size", metavar="N", type=int, default=5000,
                    help="lines per chunk, the unit of resumption (default 5000)")
-    g.add_argument("--num-shards", type=int, default=1, help="split the input into N contiguous shards")
-    g.add_argument("--shard-id", type=int, default=0, help="which shard this run does (0..N-1)")
+    g.add_argument("--num-shards", metavar="N", type=int, default=1, help="split the input into N contiguous shards")
+    g.add_argument("--shard-id", metavar="I", type=int, default=0, help="which shard this run does (0..N-1)")
     g.add_argument("--restart", action="store_true", help="discard an existing OUT.chunks/ work dir")
     g.add_argument("--keep-chunks", action="store_true", help="keep OUT.chunks/ after success")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -119,7 +118,8 @@ def build_parser():
     g.add_argument("--binarize-to", default=None, metavar="DIR",
                    help="after relabeling, fairseq-preprocess (input, output) with --data-bin's "
                         "dictionaries into DIR, plus --data-bin's other splits")
-    g.add_argument("--binarize-workers", type=int, default=min(os.cpu_count() or 1, 8))
+    g.add_argument("--binarize-workers", metavar="N", type=int, default=min(os.cpu_count() or 1, 8),
+                   help="fairseq-preprocess --workers (default: cores, at most 8)")
     return p
 
 
@@ -298,9 +298,12 @@ class Job:
         state = None
         for path in self.teachers:
             state = load_checkpoint(path)
-            check_teacher_dictionaries(
-                path, state, task.source_dictionary, task.target_dictionary, (self.src, self.tgt)
-            )
+            try:
+                check_teacher_dictionaries(
+                    path, state, task.source_dictionary, task.target_dictionary, (self.src, self.tgt)
+                )
+            except KDNMTError as exc:  # "student" there = the --data-bin here
+                raise KDNMTError(f"--data-bin {a.data_bin!r} does not match the teacher: {exc}") from None
         if a.backend == "fairseq":
             from kd_nmt.relabel.fairseq_backend import FairseqBackend
 
@@ -438,4 +441,10 @@ def main(argv=None):
     if argv and argv[0] == "binarize":
         return binarize_mod.main(argv[1:])
     args = build_parser().parse_args(argv)
-    return Job(args).run()
+    job = Job(args)
+    try:
+        return job.run()
+    except KeyboardInterrupt:
+        _log(f"interrupted; finished chunks are kept in {job.workdir.path}: rerun the same "
+             "command to resume")
+        return 130

@@ -87,9 +87,9 @@ class KDTranslationTask(TranslationTask):
             self.student_model_cfg = cfg  # sizes criterion heads (hybrid_kd --gate input)
         return model
 
-    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False, **kwargs):
         # fairseq hands the update count to the model only; criterions that follow it
         # (hybrid_kd --gate schedule) get it here
         if hasattr(criterion, "set_num_updates"):
             criterion.set_num_updates(update_num)
-        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad, **kwargs)
