@@ -74,7 +74,11 @@ def merge_results(path, updates):
     """Read-modify-write ``path`` under a lock, atomically; other keys are kept."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(path) + ".lock", "w") as lock:
+    import hashlib
+
+    lock_path = Path(tempfile.gettempdir()) / (
+        "kd_nmt-results-" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16] + ".lock")
+    with open(lock_path, "w") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         data = json.loads(path.read_text()) if path.exists() and path.stat().st_size else {}
         data.update(updates)

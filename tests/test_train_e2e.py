@@ -131,12 +131,16 @@ def test_kd_nmt_train_needs_no_user_dir_and_resumes(data_bin, teacher_checkpoint
     assert len(train_losses(log)) == 2  # updates 5 and 6 only
 
 
-def test_kd_nmt_train_bad_teacher_is_one_line(data_bin, tmp_path):
-    proc = run([tool("kd-nmt"), "train", data_bin, *TINY_ARCH, "--task", "kd_translation",
+@pytest.mark.parametrize("trainer,prefix", [
+    (["kd-nmt", "train"], "kd-nmt: error:"),
+    (["fairseq-train", "--user-dir", PLUGIN], "kd_nmt: error:"),
+])
+def test_bad_teacher_is_one_line(data_bin, tmp_path, trainer, prefix):
+    proc = run([tool(trainer[0]), *trainer[1:], data_bin, *TINY_ARCH, "--task", "kd_translation",
                 "--teacher-path", tmp_path / "missing.pt", "--criterion", "word_kd", "--cpu",
-                "--save-dir", tmp_path], check=False)
+                "--max-tokens", "2000", "--save-dir", tmp_path], check=False)
     assert proc.returncode != 0
-    assert f"kd_nmt: error: checkpoint not found: '{tmp_path / 'missing.pt'}'" in proc.stderr
+    assert f"{prefix} checkpoint not found: '{tmp_path / 'missing.pt'}'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "checkpoint_last.pt").exists()
 
