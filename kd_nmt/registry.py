@@ -2,9 +2,11 @@
 import sys
 
 from kd_nmt.checkpoint import install_fairseq_patches
+from kd_nmt.distributed import install_distributed_patches
 from kd_nmt.errors import KDNMTError
 
 install_fairseq_patches()
+install_distributed_patches()
 
 from kd_nmt import architectures, criterions, tasks  # noqa: F401,E402  (fairseq registrations)
 

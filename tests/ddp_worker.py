@@ -28,4 +28,4 @@ train.cli_main()
 model = results["trainer"].model
 checksum = sum(float(p.double().sum()) for p in model.parameters())
 rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-print(f"RANK {rank} LOSS {results['loss']:.6f} CHECKSUM {checksum:.6f}", flush=True)
+print(f"\nRANK {rank} LOSS {results['loss']:.6f} CHECKSUM {checksum:.6f}", flush=True)
