@@ -19,6 +19,7 @@ setup(
         "sacrebleu>=2.0",
         "sacremoses",
         "tqdm",
+        "tensorboardX",  # fairseq --tensorboard-logdir (hybrid_kd gate curves); silences its import notice
     ],
     extras_require={
         "test": ["pytest", "ctranslate2==4.8.5", "matplotlib"],

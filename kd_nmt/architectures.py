@@ -4,6 +4,7 @@ All share input/output embeddings (joined dictionary). Parameter counts for an 8
 vocabulary are listed in the README (measured with `kd-nmt bench`).
 
     name                      layers enc+dec  dim  ffn   heads
+    transformer_kd_mini             1+1       128   512    2
     transformer_kd_tiny             2+2       128   512    2
     transformer_kd_small            3+3       256  1024    4
     transformer_kd_base             6+6       512  2048    8
@@ -12,6 +13,7 @@ from fairseq.models import register_model_architecture
 from fairseq.models.transformer import base_architecture
 
 SIZES = {
+    "transformer_kd_mini": (1, 128, 512, 2),
     "transformer_kd_tiny": (2, 128, 512, 2),
     "transformer_kd_small": (3, 256, 1024, 4),
     "transformer_kd_base": (6, 512, 2048, 8),

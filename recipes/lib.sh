@@ -1,0 +1,129 @@
+# recipes/lib.sh — the steps every recipe shares. Source it; do not run it.
+#
+# Every step writes into its own directory and skips itself when that directory holds DONE
+# (training) or its output file (data, relabel, bench): rerunning a recipe resumes it. An
+# interrupted training resumes from its checkpoint_last.pt (fairseq's default).
+#
+# Knobs (environment): SEED (1), THREADS (2: torch CPU threads for decoding), MAX_TOKENS (4096),
+# LR (1e-3), WARMUP (200), DIVERGENCE (fkl), BEAM (5).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+: "${SEED:=1}" "${THREADS:=2}" "${MAX_TOKENS:=4096}" "${LR:=1e-3}" "${WARMUP:=200}"
+: "${DIVERGENCE:=fkl}" "${BEAM:=5}"
+DEVICE_ARGS=$(python -c "import torch; print('' if torch.cuda.is_available() else '--cpu')")
+
+log() { printf '[%s %s] %s\n' "$(date +%H:%M:%S)" "${RECIPE:-recipe}" "$*" >&2; }
+
+# corpus DIR MAX_TRAIN VOCAB [NOISE]: the de-en corpus from Debian packages, sentencepiece'd and
+# binarized into DIR/bin (data/prepare.py; NOISE like dropout:0.1 noises the train source)
+corpus() {
+    local dir=$1 max_train=$2 vocab=$3 noise=${4:-}
+    python -m data.build_corpus >&2
+    if [ ! -e "$dir/bin/dict.en.txt" ]; then
+        log "prepare $dir (train $max_train, vocab $vocab${noise:+, noise $noise})"
+        python -m data.prepare --raw "$REPO/data/corpus/deen" --out "$dir" --vocab "$vocab" \
+            --max-train "$max_train" --seed "$SEED" ${noise:+--noise "$noise"} >&2
+    fi
+}
+
+# train SAVE_DIR DATA_BIN ARCH UPDATES [fairseq-train options...]: one model, label-smoothed,
+# Adam + inverse-sqrt; logs to SAVE_DIR/train.log, wall time to SAVE_DIR/DONE
+train() {
+    local save=$1 data=$2 arch=$3 updates=$4
+    shift 4
+    if [ -e "$save/DONE" ]; then log "skip $save (done)"; return; fi
+    mkdir -p "$save"
+    log "train $save ($arch, $updates updates)"
+    local start=$SECONDS
+    kd-nmt train "$data" --arch "$arch" --label-smoothing 0.1 \
+        --optimizer adam --adam-betas '(0.9, 0.98)' --lr "$LR" --lr-scheduler inverse_sqrt \
+        --warmup-updates "$WARMUP" --max-tokens "$MAX_TOKENS" --max-update "$updates" \
+        --seed "$SEED" $DEVICE_ARGS --num-workers 0 --no-epoch-checkpoints \
+        --log-format simple --log-interval 25 --no-progress-bar \
+        --save-dir "$save" "$@" >>"$save/train.log" 2>&1 \
+        || { log "FAILED: see $save/train.log"; tail -n 20 "$save/train.log" >&2; return 1; }
+    echo "wall_seconds $((SECONDS - start))" >"$save/DONE"
+}
+
+# student METHOD SAVE_DIR DATA_DIR ARCH UPDATES TEACHER SEQKD_BIN [more options]: one KD method
+student() {
+    local method=$1 save=$2 data=$3 arch=$4 updates=$5 teacher=$6 seqkd=$7
+    shift 7
+    local ce=(--task translation --criterion label_smoothed_cross_entropy)
+    local kd=(--task kd_translation --teacher-path "$teacher" --criterion word_kd
+              --kd-alpha 0.5 --kd-divergence "$DIVERGENCE")
+    case $method in
+        baseline)  train "$save" "$data/bin" "$arch" "$updates" "${ce[@]}" "$@" ;;
+        word_kd)   train "$save" "$data/bin" "$arch" "$updates" "${kd[@]}" "$@" ;;
+        todi)      train "$save" "$data/bin" "$arch" "$updates" "${kd[@]}" --kd-divergence todi "$@" ;;
+        seq_kd)    train "$save" "$seqkd" "$arch" "$updates" "${ce[@]}" "$@" ;;
+        seq_inter) train "$save" "${seqkd%-bin}-inter-bin" "$arch" "$updates" "${ce[@]}" "$@" ;;
+        word_seq)  train "$save" "$seqkd" "$arch" "$updates" "${kd[@]}" "$@" ;;
+        hybrid_kd) train "$save" "$data/bin" "$arch" "$updates" --task kd_translation \
+                       --teacher-path "$teacher" --sentence-kd-data "$seqkd" --criterion hybrid_kd \
+                       --kd-alpha 0.5 --kd-divergence "$DIVERGENCE" "$@" ;;
+        *) log "unknown method $method"; return 2 ;;
+    esac
+}
+
+# relabel TEACHER DATA_DIR OUT_BIN [kd-nmt relabel options]: the teacher's beam search over the
+# train source (CTranslate2 int8), binarized with the student's dictionaries into OUT_BIN
+relabel() {
+    local teacher=$1 data=$2 out=$3
+    shift 3
+    if [ -e "$out/dict.en.txt" ]; then log "skip $out (done)"; return; fi
+    log "relabel the train source with $teacher -> $out"
+    kd-nmt relabel --teacher "$teacher" --data-bin "$data/bin" --input "$data/tok/train.de" \
+        --output "${out%-bin}.train.en" --beam "$BEAM" --threads "$THREADS" \
+        --backend ctranslate2 --binarize-to "$out" "$@"
+}
+
+# bench OUT DATA_DIR SPLIT NAMES CHECKPOINTS...: BLEU/chrF (greedy + beam), speed, size; the
+# bootstrap baseline is $BASELINE (a name) or else the first checkpoint. NAMES: space-separated,
+# one per checkpoint (see kd-nmt bench --help).
+bench() {
+    local out=$1 data=$2 split=$3 names=$4
+    shift 4
+    if [ -e "$out/bench.md" ]; then log "skip $out (done)"; return; fi
+    log "bench $split -> $out"
+    # shellcheck disable=SC2086
+    kd-nmt bench --checkpoint "$@" --data-bin "$data/bin" --split "$split" \
+        --spm "$data/spm.model" --reference "$data/raw/$split.en" --beam "$BEAM" \
+        --threads "$THREADS" --names $names ${BASELINE:+--baseline "$BASELINE"} --out "$out"
+}
+
+# seq_inter_relabel TEACHER DATA_DIR OUT_BIN: Seq-Inter — the teacher's 5-best, per line the
+# hypothesis with the best sentence BLEU against the gold target
+seq_inter_relabel() {
+    relabel "$1" "$2" "$3" --nbest 5 --reference "$2/tok/train.en" --select-by-reference bleu
+}
+
+# grid ROOT DATA_DIR SEQKD_BIN TEACHER UPDATES "ARCHS" "METHODS": every (arch, method) student,
+# trained into ROOT/<size>/<method> (size = the arch name without transformer_kd_)
+grid() {
+    local root=$1 data=$2 seqkd=$3 teacher=$4 updates=$5 archs=$6 methods=$7 arch method
+    for arch in $archs; do
+        for method in $methods; do
+            student "$method" "$root/${arch#transformer_kd_}/$method" "$data" "$arch" "$updates" \
+                "$teacher" "$seqkd"
+        done
+    done
+}
+
+# grid_bench OUT ROOT DATA_DIR SPLIT TEACHER "ARCHS" "METHODS" [TAG]: bench the teacher and every
+# student of a grid (columns method, size and, with TAG=key=value, one more); p-values against
+# the baseline student of the first size
+grid_bench() {
+    local out=$1 root=$2 data=$3 split=$4 teacher=$5 archs=$6 methods=$7 tag=${8:-}
+    local names="teacher${tag:+,$tag}" checkpoints=("$teacher") arch method size first=
+    for arch in $archs; do
+        size=${arch#transformer_kd_}
+        for method in $methods; do
+            names+=" method=$method,size=$size${tag:+,$tag}"
+            checkpoints+=("$root/$size/$method/checkpoint_best.pt")
+            [ -n "$first" ] || [ "$method" != baseline ] || first="baseline/$size${tag:+/${tag#*=}}"
+        done
+    done
+    BASELINE=${first:-teacher} bench "$out" "$data" "$split" "$names" "${checkpoints[@]}"
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Study axis 1 — student size: every KD method for students of several sizes, one teacher.
+#
+#   bash recipes/student_size.sh                        # full corpus; hours on 2 CPU cores
+#   WORK=work/quickstart MAX_TRAIN=20000 SIZES="transformer_kd_mini transformer_kd_tiny" \
+#       TEACHER_UPDATES=500 STUDENT_UPDATES=300 bash recipes/student_size.sh   # on the quickstart's teacher
+#
+# Knobs: MAX_TRAIN (0 = all train pairs), VOCAB (4000), TEACHER_ARCH (transformer_kd_small),
+# TEACHER_UPDATES (3000), STUDENT_UPDATES (1500), SIZES (mini tiny small), METHODS (all seven),
+# WORK (work/study), RESULTS (results/student_size), and recipes/lib.sh's.
+# Output: RESULTS/bench_test_tech, RESULTS/bench_test_ding (bench.csv, bench.md, per-length buckets),
+# RESULTS/figures (BLEU vs parameters per method, gate trajectories).
+RECIPE=student_size
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO"
+: "${MAX_TRAIN:=0}" "${VOCAB:=4000}" "${TEACHER_UPDATES:=3000}" "${STUDENT_UPDATES:=1500}"
+: "${TEACHER_ARCH:=transformer_kd_small}"
+: "${SIZES:=transformer_kd_mini transformer_kd_tiny transformer_kd_small}"
+: "${METHODS:=baseline word_kd todi seq_kd seq_inter word_seq hybrid_kd}"
+: "${WORK:=work/study}" "${RESULTS:=results/student_size}"
+START=$SECONDS
+
+corpus "$WORK/data" "$MAX_TRAIN" "$VOCAB"
+train "$WORK/teacher" "$WORK/data/bin" "$TEACHER_ARCH" "$TEACHER_UPDATES" \
+    --task translation --criterion label_smoothed_cross_entropy
+TEACHER=$WORK/teacher/checkpoint_best.pt
+relabel "$TEACHER" "$WORK/data" "$WORK/seqkd-bin"
+case " $METHODS " in *" seq_inter "*) seq_inter_relabel "$TEACHER" "$WORK/data" "$WORK/seqkd-inter-bin" ;; esac
+
+grid "$WORK/students" "$WORK/data" "$WORK/seqkd-bin" "$TEACHER" "$STUDENT_UPDATES" "$SIZES" "$METHODS"
+for split in test_tech test_ding; do
+    grid_bench "$RESULTS/bench_$split" "$WORK/students" "$WORK/data" "$split" "$TEACHER" "$SIZES" "$METHODS"
+done
+gate_logs=()
+for arch in $SIZES; do
+    log_file=$WORK/students/${arch#transformer_kd_}/hybrid_kd/train.log
+    [ -e "$log_file" ] && gate_logs+=("$log_file")
+done
+kd-nmt plot --results "$RESULTS/bench_test_tech" ${gate_logs[@]:+--gate-log "${gate_logs[@]}"} \
+    --out "$RESULTS/figures" >&2
+
+log "done in $((SECONDS - START)) s (this run; finished steps were skipped)"
+cat "$RESULTS/bench_test_tech/bench.md"

@@ -1,0 +1,48 @@
+"""The registered student/teacher sizes: their defaults reach fairseq's parsed arguments, an
+explicit option still wins, and the built models have the parameter counts the README lists."""
+import pytest
+from fairseq import options, tasks
+
+from conftest import PLUGIN
+from kd_nmt.architectures import SIZES
+
+# parameters with a 4008-symbol joined dictionary (the recipes' 4k sentencepiece vocabulary)
+README_PARAMS_4K = {
+    "transformer_kd_mini": 975_872,
+    "transformer_kd_tiny": 1_438_720,
+    "transformer_kd_small": 6_555_648,
+    "transformer_kd_base": 46_190_592,
+}
+
+
+def parse(data_bin, *argv):
+    parser = options.get_training_parser()
+    return options.parse_args_and_arch(parser, [str(data_bin), "--user-dir", str(PLUGIN), *argv])
+
+
+@pytest.mark.parametrize("arch", sorted(SIZES))
+def test_size_defaults_apply(data_bin, arch):
+    layers, dim, ffn, heads = SIZES[arch]
+    args = parse(data_bin, "--arch", arch)
+    for side in ("encoder", "decoder"):
+        assert getattr(args, f"{side}_layers") == layers
+        assert getattr(args, f"{side}_embed_dim") == dim
+        assert getattr(args, f"{side}_ffn_embed_dim") == ffn
+        assert getattr(args, f"{side}_attention_heads") == heads
+    assert args.share_all_embeddings is True
+
+
+def test_explicit_option_overrides_size(data_bin):
+    args = parse(data_bin, "--arch", "transformer_kd_tiny", "--encoder-layers", "4", "--dropout", "0.3")
+    assert args.encoder_layers == 4 and args.decoder_layers == 2 and args.dropout == 0.3
+
+
+@pytest.mark.parametrize("arch", sorted(README_PARAMS_4K))
+def test_parameter_counts_listed_in_readme(tmp_path, arch):
+    symbols = [f"w{i}" for i in range(4008 - 4)]  # + fairseq's 4 specials = 4008
+    for lang in ("de", "en"):
+        (tmp_path / f"dict.{lang}.txt").write_text("".join(f"{s} 1\n" for s in symbols))
+    args = parse(tmp_path, "--arch", arch, "--task", "translation", "-s", "de", "-t", "en")
+    task = tasks.setup_task(args)
+    model = task.build_model(args)
+    assert sum(p.numel() for p in model.parameters()) == README_PARAMS_4K[arch]
