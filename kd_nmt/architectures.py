@@ -12,6 +12,8 @@ vocabulary are listed in the README (measured with `kd-nmt bench`).
 from fairseq.models import register_model_architecture
 from fairseq.models.transformer import base_architecture
 
+from kd_nmt.checkpoint import PLUGIN_ARCHS
+
 SIZES = {
     "transformer_kd_mini": (1, 128, 512, 2),
     "transformer_kd_tiny": (2, 128, 512, 2),
@@ -33,6 +35,10 @@ def _make(layers, dim, ffn, heads):
 
     return arch
 
+
+# checkpoints saved with the plugin name these "transformer" (kd_nmt.checkpoint), so stock
+# fairseq, which does not know them, loads the students
+assert tuple(SIZES) == PLUGIN_ARCHS, "keep kd_nmt.checkpoint.PLUGIN_ARCHS in step"
 
 for _name, _size in SIZES.items():
     register_model_architecture("transformer", _name)(_make(*_size))

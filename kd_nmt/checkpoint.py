@@ -31,6 +31,9 @@ from kd_nmt.errors import KDNMTError
 
 KD_TASK = "kd_translation"
 PLAIN_TASK = "translation"
+PLAIN_ARCH = "transformer"
+# kd_nmt.architectures' names (kept here so saving needs no fairseq registration import)
+PLUGIN_ARCHS = ("transformer_kd_mini", "transformer_kd_tiny", "transformer_kd_small", "transformer_kd_base")
 # options that only mean something to kd_translation; stripped from saved student configs
 KD_TASK_OPTIONS = ("teacher_path", "teacher_cache", "sentence_kd_data")
 
@@ -55,9 +58,13 @@ def load_checkpoint(path):
 
 
 def as_plain_translation_state(state):
-    """Return ``state`` with a kd_translation task config rewritten to plain ``translation``.
+    """Return ``state`` as a checkpoint stock fairseq can load without the plugin.
 
-    Shallow-copies only what it edits, so the trainer's live config is untouched.
+    A ``kd_translation`` task config becomes plain ``translation`` (kd-only options move to
+    ``extra_state["kd_nmt"]``), and a plugin architecture (``transformer_kd_*``, registered only
+    with ``--user-dir kd_nmt``) becomes ``transformer``: the stored model config already holds
+    every size the architecture filled in, so the same model is rebuilt. Shallow-copies only what
+    it edits, so the trainer's live config is untouched.
     """
     cfg = state.get("cfg")
     if not isinstance(cfg, dict):
@@ -65,29 +72,39 @@ def as_plain_translation_state(state):
     task = cfg.get("task")
     task_name = task.get("_name") if isinstance(task, dict) else None
     model = cfg.get("model")
-    model_task = getattr(model, "task", None) if isinstance(model, Namespace) else None
-    if KD_TASK not in (task_name, model_task):
+    model = model if isinstance(model, Namespace) else None
+    is_kd_task = KD_TASK in (task_name, getattr(model, "task", None))
+    plugin_arch = getattr(model, "arch", None)
+    if plugin_arch not in PLUGIN_ARCHS:
+        plugin_arch = None
+    if not (is_kd_task or plugin_arch):
         return state
 
     state = dict(state)
     cfg = dict(cfg)
     state["cfg"] = cfg
-    provenance = {"task": KD_TASK}
-    if isinstance(task, dict):
-        task = dict(task)
-        task["_name"] = PLAIN_TASK
-        for key in KD_TASK_OPTIONS:
-            if key in task:
-                provenance[key] = task.pop(key)
-        cfg["task"] = task
-    if isinstance(model, Namespace):
+    provenance = {}
+    if model is not None:
         model = copy.copy(model)
-        model.task = PLAIN_TASK
-        for key in KD_TASK_OPTIONS:
-            if hasattr(model, key):
-                provenance.setdefault(key, getattr(model, key))
-                delattr(model, key)
         cfg["model"] = model
+    if is_kd_task:
+        provenance["task"] = KD_TASK
+        if isinstance(task, dict):
+            task = dict(task)
+            task["_name"] = PLAIN_TASK
+            for key in KD_TASK_OPTIONS:
+                if key in task:
+                    provenance[key] = task.pop(key)
+            cfg["task"] = task
+        if model is not None:
+            model.task = PLAIN_TASK
+            for key in KD_TASK_OPTIONS:
+                if hasattr(model, key):
+                    provenance.setdefault(key, getattr(model, key))
+                    delattr(model, key)
+    if plugin_arch:
+        provenance["arch"] = plugin_arch
+        model.arch = model._name = PLAIN_ARCH
     extra = dict(state.get("extra_state") or {})
     extra["kd_nmt"] = provenance
     state["extra_state"] = extra

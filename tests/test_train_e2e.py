@@ -121,15 +121,25 @@ def test_generate_with_plugin_needs_no_env_variable(fkl_student, data_bin):
 
 
 def test_kd_nmt_train_needs_no_user_dir_and_resumes(data_bin, teacher_checkpoint, tmp_path):
-    proc = train_student(data_bin, teacher_checkpoint, tmp_path, "--max-update", "4",
+    # a plugin architecture (registered only with the plugin): resume and stock generate work
+    arch = ["--arch", "transformer_kd_mini"]
+    proc = train_student(data_bin, teacher_checkpoint, tmp_path, "--max-update", "4", *arch,
                          trainer=[tool("kd-nmt"), "train"])
     assert len(train_losses(proc.stdout + proc.stderr)) == 4
     # resume from checkpoint_last.pt (written by a torch >= 2.6 process, read back without env vars)
-    proc = train_student(data_bin, teacher_checkpoint, tmp_path, "--max-update", "6",
+    proc = train_student(data_bin, teacher_checkpoint, tmp_path, "--max-update", "6", *arch,
                          trainer=[tool("kd-nmt"), "train"])
     log = proc.stdout + proc.stderr
     assert "Loaded checkpoint" in log and "@ 4 updates" in log
     assert len(train_losses(log)) == 2  # updates 5 and 6 only
+    # saved as a plain "transformer" (stock fairseq does not know transformer_kd_mini)
+    state = torch.load(tmp_path / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    assert state["cfg"]["model"].arch == "transformer"
+    assert state["extra_state"]["kd_nmt"]["arch"] == "transformer_kd_mini"
+    stock = run([tool("fairseq-generate"), data_bin, "--path", tmp_path / "checkpoint_last.pt",
+                 "--beam", "1", "--cpu", "--gen-subset", "valid", "--max-sentences", "8"],
+                env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
+    assert "Translated" in stock.stderr
 
 
 @pytest.mark.parametrize("trainer,prefix", [
