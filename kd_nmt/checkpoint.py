@@ -106,7 +106,7 @@ def as_plain_translation_state(state):
         provenance["arch"] = plugin_arch
         model.arch = model._name = PLAIN_ARCH
     extra = dict(state.get("extra_state") or {})
-    extra["kd_nmt"] = provenance
+    extra["kd_nmt"] = {**(extra.get("kd_nmt") or {}), **provenance}
     state["extra_state"] = extra
     return state
 
