@@ -9,8 +9,9 @@ one training step on ``--tokens`` target tokens (synthetic data, no padding):
 * ``teacher_fwd`` ``ce`` plus the teacher's logits (no grad): the floor of any live-teacher KD.
 * ``kd_live``     ``ce`` + ``token_kd_loss`` against the dense teacher logits (word_kd, k = V),
                   backward: what ``--teacher-path`` costs.
-* ``kd_live_chunked`` the same loss through the PROTOTYPE ``benchmarks/chunked_kd.py`` (KD
-                  gradient computed chunk-wise in the forward, one ``[tokens x V]`` buffer kept).
+* ``kd_live_autograd`` the same loss computed naively, autograd through the divergence over
+                  ``[tokens x V]`` (what ``token_kd_loss`` did before its memory-lean path
+                  ``PrecomputedGradKD``): the reference the lean path is measured against.
 * ``kd_cache``    ``ce`` + ``token_kd_loss`` against a sparse top-k teacher ``(ids, log_probs)``
                   (what ``--teacher-cache`` feeds the criterion), backward.
 
@@ -30,7 +31,7 @@ import subprocess
 import sys
 import time
 
-CONFIGS = ("ce", "teacher_fwd", "kd_live", "kd_live_chunked", "kd_cache")
+CONFIGS = ("ce", "teacher_fwd", "kd_live", "kd_live_autograd", "kd_cache")
 
 
 def _status_kb(field):
@@ -54,9 +55,11 @@ def child(args):
     from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
 
     from kd_nmt.criterions.word_kd import divergence_params, token_kd_loss
+    from kd_nmt.divergences import divergence
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from chunked_kd import chunked_token_kd_loss
+    def autograd_kd(student, teacher, target, pad, name, temperature, topk, **params):
+        per_token = divergence(name, student, teacher, temperature=temperature, **params)
+        return per_token.masked_fill(target.eq(pad), 0.0).sum()
 
     torch.manual_seed(0)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -94,7 +97,7 @@ def child(args):
                 teacher = t_hidden @ t_W.T                       # [B, T, V] teacher logits
             if args.config == "teacher_fwd":
                 return ce + 0.0 * teacher.sum()
-        kd_fn = chunked_token_kd_loss if args.config == "kd_live_chunked" else token_kd_loss
+        kd_fn = autograd_kd if args.config == "kd_live_autograd" else token_kd_loss
         kd = kd_fn(logits, teacher, target, pad, args.divergence, args.temperature, 0, **params)
         return 0.5 * ce + 0.5 * args.temperature ** 2 * kd
 

@@ -75,8 +75,8 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="V=8000, 12 updates, 1 repeat, 1024 tokens in memory.py")
     p.add_argument("--topk-error", action="store_true", help="also run topk_error.py (fixture)")
-    p.add_argument("--with-chunked", action="store_true",
-                   help="train_cost also runs word_kd through the prototype benchmarks/chunked_kd.py")
+    p.add_argument("--with-autograd", action="store_true",
+                   help="train_cost also runs word_kd with the naive (autograd) KD loss, for reference")
     p.add_argument("--repeats", type=int, default=2, help="train_cost: interleaved repeats (default 2)")
     p.add_argument("--skip-train-cost", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
@@ -94,7 +94,7 @@ def main(argv=None):
     if not args.skip_train_cost:
         tc_argv = ["--workdir", str(work / ("train_cost_quick" if args.quick else "train_cost")),
                    "--repeats", str(args.repeats)]
-        if args.with_chunked:
+        if args.with_autograd:
             tc_argv += ["--configs", *train_cost.CONFIGS, *train_cost.EXTRA_CONFIGS]
         if args.quick:
             tc_argv += ["--vocab", "8000", "--sentences", "1000", "--updates", "12", "--warmup", "2",

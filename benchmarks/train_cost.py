@@ -36,8 +36,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CONFIGS = ("ce", "teacher_fwd", "kd_live", "kd_cache")
-# optional: word_kd through the PROTOTYPE benchmarks/chunked_kd.py (not part of kd_nmt)
-EXTRA_CONFIGS = ("kd_live_chunked",)
+# optional: word_kd with the naive KD loss (autograd through the divergence over [tokens x V]),
+# the reference for token_kd_loss's memory-lean PrecomputedGradKD path
+EXTRA_CONFIGS = ("kd_live_autograd",)
 
 STUDENT = [
     "--arch", "transformer", "--encoder-layers", "2", "--decoder-layers", "2",
@@ -154,8 +155,8 @@ def config_args(config, teacher, cache, divergence, topk_note=None):
         return kd + ["--teacher-path", teacher, "--criterion", "word_kd"]
     if config == "kd_cache":
         return kd + ["--teacher-cache", cache, "--criterion", "word_kd"]
-    if config == "kd_live_chunked":
-        return kd + ["--teacher-path", teacher, "--criterion", "bench_word_kd_chunked"]
+    if config == "kd_live_autograd":
+        return kd + ["--teacher-path", teacher, "--criterion", "bench_word_kd_autograd"]
     raise ValueError(config)
 
 
@@ -175,21 +176,18 @@ def child(argv, out_json, warmup):
             _, teacher_nll = self.task.teacher.distribution(sample, like=student_logits)
             return student_logits.new_zeros(()), teacher_nll.sum()
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from chunked_kd import chunked_token_kd_loss
+    from kd_nmt.divergences import divergence
 
-    @register_criterion("bench_word_kd_chunked", dataclass=WordKDConfig)
-    class ChunkedWordKD(WordKDCriterion):
-        """word_kd with the prototype memory-lean KD loss (benchmarks/chunked_kd.py)."""
+    @register_criterion("bench_word_kd_autograd", dataclass=WordKDConfig)
+    class AutogradWordKD(WordKDCriterion):
+        """word_kd with the naive KD loss: autograd through the divergence over [tokens x V]."""
 
         def kd_loss(self, student_logits, sample):
             dist, teacher_nll = self.task.teacher.distribution(sample, like=student_logits)
-            target = sample["target"]
-            kd = chunked_token_kd_loss(
-                student_logits, dist, target, self.padding_idx, self.kd_divergence,
-                self.kd_temperature, self.kd_topk, **self.kd_params,
-            )
-            return kd, teacher_nll.masked_fill(target.eq(self.padding_idx), 0.0).sum()
+            pad = sample["target"].eq(self.padding_idx)
+            per_token = divergence(self.kd_divergence, student_logits, dist,
+                                   temperature=self.kd_temperature, **self.kd_params)
+            return per_token.masked_fill(pad, 0.0).sum(), teacher_nll.masked_fill(pad, 0.0).sum()
 
     steps = []
     original = Trainer.train_step
@@ -290,16 +288,16 @@ def measure(args):
     if ce:
         for config, key in (("kd_cache", "cached_kd_vs_ce_throughput"), ("kd_live", "live_kd_vs_ce_throughput"),
                             ("teacher_fwd", "teacher_fwd_vs_ce_throughput"),
-                            ("kd_live_chunked", "chunked_kd_vs_ce_throughput")):
+                            ("kd_live_autograd", "autograd_kd_vs_ce_throughput")):
             if config in runs:
                 result[key] = round(runs[config]["wps"] / ce["wps"], 3)
                 result[key + "_cpu_time"] = round(runs[config]["tokens_per_cpu_second"] / ce["tokens_per_cpu_second"], 3)
         for config, key in (("kd_live", "kd_vs_ce_peak_memory"), ("kd_cache", "cached_kd_vs_ce_peak_memory"),
-                            ("kd_live_chunked", "chunked_kd_vs_ce_peak_memory")):
+                            ("kd_live_autograd", "autograd_kd_vs_ce_peak_memory")):
             if config in runs:
                 result[key] = round(runs[config]["peak_rss_mb"] / ce["peak_rss_mb"], 3)
-    if "kd_live_chunked" in runs and "teacher_fwd" in runs:
-        result["chunked_kd_loss_overhead"] = round(runs["teacher_fwd"]["wps"] / runs["kd_live_chunked"]["wps"] - 1, 3)
+    if "kd_live_autograd" in runs and "teacher_fwd" in runs:
+        result["autograd_kd_loss_overhead"] = round(runs["teacher_fwd"]["wps"] / runs["kd_live_autograd"]["wps"] - 1, 3)
     if "kd_live" in runs and "teacher_fwd" in runs:
         # time per token of the KD loss on top of CE + teacher forward
         result["kd_loss_overhead"] = round(runs["teacher_fwd"]["wps"] / runs["kd_live"]["wps"] - 1, 3)

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import first_batch, setup_in_process
+from kd_nmt.criterions.word_kd import KD_CHUNK_ROWS, token_kd_loss
+from kd_nmt.divergences import DIVERGENCES, divergence
 from kd_nmt.errors import KDNMTError
 
 
@@ -180,3 +182,24 @@ def test_teacher_follows_student_dtype(data_bin, teacher_checkpoint):
     loss, _, _ = criterion(model, sample)
     assert next(task.teacher.models[0].parameters()).dtype == torch.float64
     assert math.isfinite(loss.item())
+
+
+@pytest.mark.parametrize("name", sorted(DIVERGENCES))
+def test_memory_lean_path_has_the_plain_value_and_gradient(name):
+    # training goes through PrecomputedGradKD (gradient computed chunk-wise in the forward);
+    # it must equal autograd through the plain masked sum, across several chunks
+    torch.manual_seed(0)
+    B, T, V = 3, KD_CHUNK_ROWS // 2 + 7, 11  # 3 * 135 rows = 2 chunks and a remainder
+    student = torch.randn(B, T, V, dtype=torch.float64, requires_grad=True)
+    teacher = torch.randn(B, T, V, dtype=torch.float64)
+    target = torch.randint(4, V, (B, T))
+    target[0, -20:] = 1  # padding
+    lean = token_kd_loss(student, teacher, target, 1, name, temperature=2.0)
+    (lean * 3.0).backward()
+    lean_grad = student.grad.clone()
+    student.grad = None
+    plain = divergence(name, student, teacher, temperature=2.0).masked_fill(target.eq(1), 0.0).sum()
+    (plain * 3.0).backward()
+    assert torch.allclose(lean, plain.detach(), rtol=1e-10, atol=1e-10)
+    assert torch.allclose(lean_grad, student.grad, rtol=1e-8, atol=1e-12)
+    assert lean_grad[0, -20:].abs().max() == 0  # padded positions get no gradient

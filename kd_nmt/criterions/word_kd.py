@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+from torch.autograd.function import once_differentiable
 from fairseq import utils
 from fairseq.criterions import register_criterion
 from fairseq.criterions.label_smoothed_cross_entropy import (
@@ -55,6 +56,49 @@ def divergence_params(name, **candidates):
     return {k: v for k, v in candidates.items() if k in accepted}
 
 
+KD_CHUNK_ROWS = 256  # [rows x V] slices the divergence's gradient is computed in (PrecomputedGradKD)
+
+
+class PrecomputedGradKD(torch.autograd.Function):
+    """Sum over kept rows of a divergence, with its gradient computed during the forward pass.
+
+    The teacher is a constant, so the KD term's gradient with respect to the student's logits is
+    known as soon as the forward runs. Computing it there, ``KD_CHUNK_ROWS`` rows at a time,
+    keeps a single ``[tokens x V]`` tensor (that gradient) alive until backward, instead of the
+    divergence's autograd graph (log-softmaxes and probabilities of both sides: several
+    ``[tokens x V]`` tensors), and lets the teacher's distribution be freed when the forward
+    returns. Backward only scales the buffer. Same value and gradient as the plain computation
+    (tests/test_word_kd.py); first-order only, and the graph is backpropagated once (as fairseq's
+    trainer does).
+    """
+
+    @staticmethod
+    def forward(ctx, student_logits, teacher, keep, name, temperature, params):
+        V = student_logits.size(-1)
+        student = student_logits.detach().reshape(-1, V)
+        teacher = teacher.reshape(-1, V)
+        keep = keep.reshape(-1)
+        grad = torch.zeros_like(student)
+        total = student.new_zeros(())
+        for start in range(0, student.size(0), KD_CHUNK_ROWS):
+            rows = slice(start, start + KD_CHUNK_ROWS)
+            with torch.enable_grad():
+                s = student[rows].clone().requires_grad_(True)
+                per_token = divergence(name, s, teacher[rows], temperature=temperature, **params)
+                chunk = (per_token * keep[rows]).sum()
+                (grad[rows],) = torch.autograd.grad(chunk, s)
+            total += chunk.detach()
+        ctx.save_for_backward(grad)
+        ctx.shape = student_logits.shape
+        return total
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        (grad,) = ctx.saved_tensors
+        return grad.mul_(grad_output).view(ctx.shape), None, None, None, None, None
+
+
 def token_kd_loss(student_logits, teacher, target, padding_idx, name, temperature=1.0, topk=0, **params):
     """Divergence per target token, summed over non-pad tokens (a scalar).
 
@@ -63,7 +107,8 @@ def token_kd_loss(student_logits, teacher, target, padding_idx, name, temperatur
         sparse teacher ``(ids [B, T, k], log_probs [B, T, k])`` (e.g. from a cache).
     target: ``[B, T]`` gold ids; positions equal to ``padding_idx`` contribute nothing.
     With ``topk`` > 0 (dense teacher) or a sparse teacher, both sides are renormalised over the
-    teacher's ids before the divergence.
+    teacher's ids before the divergence (``[B, T, k]`` tensors: small). A dense full-vocabulary
+    teacher in training goes through ``PrecomputedGradKD`` (memory-lean, same value and gradient).
     """
     if isinstance(teacher, tuple):
         ids, teacher_scores = teacher
@@ -71,6 +116,10 @@ def token_kd_loss(student_logits, teacher, target, padding_idx, name, temperatur
     elif 0 < topk < teacher.size(-1):
         teacher_scores, ids = teacher.topk(topk, dim=-1)
         student_scores = student_logits.gather(-1, ids)
+    elif student_logits.requires_grad and torch.is_grad_enabled():
+        # dense teacher in training: the memory-lean path (one [tokens x V] kept for backward)
+        keep = target.ne(padding_idx).to(student_logits.dtype)
+        return PrecomputedGradKD.apply(student_logits, teacher, keep, name, temperature, params)
     else:
         teacher_scores, student_scores = teacher, student_logits
     per_token = divergence(name, student_scores, teacher_scores, temperature=temperature, **params)
