@@ -23,19 +23,10 @@ TEACHER=$WORK/teacher/checkpoint_best.pt
 relabel "$TEACHER" "$WORK/data" "$WORK/seqkd-bin"
 
 METHODS="baseline word_kd seq_kd hybrid_kd"
-for method in $METHODS; do
-    student "$method" "$WORK/$method" "$WORK/data" "$STUDENT_ARCH" "$STUDENT_UPDATES" \
-        "$TEACHER" "$WORK/seqkd-bin"
-done
-
-mkdir -p "$RESULTS"
-names="teacher" checkpoints=("$TEACHER")
-for method in $METHODS; do
-    names+=" method=$method"
-    checkpoints+=("$WORK/$method/checkpoint_best.pt")
-done
-BASELINE=baseline bench "$RESULTS/bench" "$WORK/data" test_tech "$names" "${checkpoints[@]}"
-kd-nmt plot --gate-log "$WORK/hybrid_kd/train.log" --gate-labels learned --out "$RESULTS" >&2
+grid "$WORK/students" "$WORK/data" "$WORK/seqkd-bin" "$TEACHER" "$STUDENT_UPDATES" "$STUDENT_ARCH" "$METHODS"
+grid_bench "$RESULTS/bench" "$WORK/students" "$WORK/data" test_tech "$TEACHER" "$STUDENT_ARCH" "$METHODS"
+size=${STUDENT_ARCH#transformer_kd_}
+kd-nmt plot --gate-log "$WORK/students/$size/hybrid_kd/train.log" --gate-labels learned --out "$RESULTS" >&2
 
 log "done in $((SECONDS - START)) s (this run; finished steps were skipped)"
 cat "$RESULTS/bench/bench.md"
