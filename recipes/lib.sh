@@ -46,6 +46,14 @@ train() {
     echo "wall_seconds $((SECONDS - start))" >"$save/DONE"
 }
 
+# corpus_and_teacher WORK MAX_TRAIN VOCAB ARCH UPDATES: the corpus in WORK/data and a plain
+# translation teacher (label-smoothed CE) in WORK/teacher; sets TEACHER to its best checkpoint
+corpus_and_teacher() {
+    corpus "$1/data" "$2" "$3"
+    train "$1/teacher" "$1/data/bin" "$4" "$5" --task translation --criterion label_smoothed_cross_entropy
+    TEACHER=$1/teacher/checkpoint_best.pt
+}
+
 # student METHOD SAVE_DIR DATA_DIR ARCH UPDATES TEACHER SEQKD_BIN [more options]: one KD method
 student() {
     local method=$1 save=$2 data=$3 arch=$4 updates=$5 teacher=$6 seqkd=$7

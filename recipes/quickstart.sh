@@ -16,10 +16,7 @@ cd "$REPO"
 : "${WORK:=work/quickstart}" "${RESULTS:=results/quickstart}"
 START=$SECONDS
 
-corpus "$WORK/data" "$MAX_TRAIN" "$VOCAB"
-train "$WORK/teacher" "$WORK/data/bin" "$TEACHER_ARCH" "$TEACHER_UPDATES" \
-    --task translation --criterion label_smoothed_cross_entropy
-TEACHER=$WORK/teacher/checkpoint_best.pt
+corpus_and_teacher "$WORK" "$MAX_TRAIN" "$VOCAB" "$TEACHER_ARCH" "$TEACHER_UPDATES"
 relabel "$TEACHER" "$WORK/data" "$WORK/seqkd-bin"
 
 METHODS="baseline word_kd seq_kd hybrid_kd"

@@ -20,10 +20,7 @@ cd "$REPO"
 : "${WORK:=work/study}" "${RESULTS:=results/student_size}"
 START=$SECONDS
 
-corpus "$WORK/data" "$MAX_TRAIN" "$VOCAB"
-train "$WORK/teacher" "$WORK/data/bin" "$TEACHER_ARCH" "$TEACHER_UPDATES" \
-    --task translation --criterion label_smoothed_cross_entropy
-TEACHER=$WORK/teacher/checkpoint_best.pt
+corpus_and_teacher "$WORK" "$MAX_TRAIN" "$VOCAB" "$TEACHER_ARCH" "$TEACHER_UPDATES"
 relabel "$TEACHER" "$WORK/data" "$WORK/seqkd-bin"
 case " $METHODS " in *" seq_inter "*) seq_inter_relabel "$TEACHER" "$WORK/data" "$WORK/seqkd-inter-bin" ;; esac
 

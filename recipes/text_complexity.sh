@@ -19,10 +19,7 @@ cd "$REPO"
 : "${WORK:=work/study}" "${RESULTS:=results/text_complexity}"
 START=$SECONDS
 
-corpus "$WORK/data" "$MAX_TRAIN" "$VOCAB"
-train "$WORK/teacher" "$WORK/data/bin" "$TEACHER_ARCH" "$TEACHER_UPDATES" \
-    --task translation --criterion label_smoothed_cross_entropy
-TEACHER=$WORK/teacher/checkpoint_best.pt
+corpus_and_teacher "$WORK" "$MAX_TRAIN" "$VOCAB" "$TEACHER_ARCH" "$TEACHER_UPDATES"
 
 results=()
 for noise in $NOISES; do
