@@ -124,7 +124,8 @@ grid() {
 # the baseline student of the first size
 grid_bench() {
     local out=$1 root=$2 data=$3 split=$4 teacher=$5 archs=$6 methods=$7 tag=${8:-}
-    local names="teacher${tag:+,$tag}" checkpoints=("$teacher") arch method size first=
+    local names="${tag:+name=teacher,$tag}" checkpoints=("$teacher") arch method size first=
+    names=${names:-teacher}
     for arch in $archs; do
         size=${arch#transformer_kd_}
         for method in $methods; do
