@@ -6,12 +6,13 @@ one training step on ``--tokens`` target tokens (synthetic data, no padding):
 * ``ce``          student logits = hidden @ W (requires grad), fairseq's label-smoothed CE
                   (``utils.log_softmax`` + ``label_smoothed_nll_loss``, as the criterion runs it),
                   backward.
-* ``teacher_fwd`` ``ce`` plus the teacher's logits (no grad): the floor of any live-teacher KD.
-* ``kd_live``     ``ce`` + ``token_kd_loss`` against the dense teacher logits (word_kd, k = V),
-                  backward: what ``--teacher-path`` costs.
-* ``kd_live_autograd`` the same loss computed naively, autograd through the divergence over
-                  ``[tokens x V]`` (what ``token_kd_loss`` did before its memory-lean path
-                  ``PrecomputedGradKD``): the reference the lean path is measured against.
+* ``teacher_fwd`` ``ce`` plus the teacher's logits (no grad): the floor of any live-teacher KD
+                  that keeps fairseq's CE.
+* ``kd_live``     what ``word_kd`` runs in training with ``--teacher-path``: the teacher's logits,
+                  then ``kd_objective`` (gold CE + KD in one chunked pass, the gradient computed
+                  in the forward and written over the teacher's logits), backward.
+* ``kd_live_autograd`` the same loss computed naively: fairseq's CE plus autograd through the
+                  divergence over ``[tokens x V]`` (what every fork does): the reference.
 * ``kd_cache``    ``ce`` + ``token_kd_loss`` against a sparse top-k teacher ``(ids, log_probs)``
                   (what ``--teacher-cache`` feeds the criterion), backward.
 
@@ -54,6 +55,7 @@ def child(args):
     from fairseq import utils
     from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
 
+    from kd_nmt.criterions.kd_objective import kd_objective
     from kd_nmt.criterions.word_kd import divergence_params, token_kd_loss
     from kd_nmt.divergences import divergence
 
@@ -86,6 +88,14 @@ def child(args):
 
     def loss_fn():  # locals die on return, like the criterion's (teacher logits included)
         logits = hidden @ W.T                                   # [B, T, V] student logits
+        if args.config == "kd_live":  # what word_kd runs in training: CE + KD in one pass
+            with torch.no_grad():
+                teacher = t_hidden @ t_W.T                       # [B, T, V] teacher logits
+            return kd_objective(
+                logits, teacher, target, pad, ce_weight=0.5, epsilon=0.1,
+                kd_weight=0.5 * args.temperature ** 2, name=args.divergence,
+                temperature=args.temperature, params=params, consume_teacher=True, nll_of_teacher=True,
+            )[0]
         lprobs = utils.log_softmax(logits, dim=-1)               # as model.get_normalized_probs
         ce, _ = label_smoothed_nll_loss(lprobs.view(-1, V), target.view(-1), 0.1, ignore_index=pad)
         if args.config == "ce":

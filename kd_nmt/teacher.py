@@ -139,8 +139,16 @@ class Teacher:
         """
         self.to_like(like)
         logits = self.logits(sample["net_input"])
-        dist = logits[0] if len(logits) == 1 else self.log_probs(None, logits=logits)
-        return dist, self.gold_nll(logits, sample["target"])
+        return self._scores(logits), self.gold_nll(logits, sample["target"])
+
+    @torch.no_grad()
+    def dense(self, sample, like):
+        """``distribution``'s ``dist`` alone (no gold NLL pass), a fresh tensor the caller owns."""
+        self.to_like(like)
+        return self._scores(self.logits(sample["net_input"]))
+
+    def _scores(self, logits):
+        return logits[0] if len(logits) == 1 else self.log_probs(None, logits=logits)
 
     @torch.no_grad()
     def gold_nll(self, logits, target):

@@ -122,7 +122,9 @@ def test_full_vocab_cache_loss_equals_live_loss(cache_full, data_bin, teacher_ch
     assert cached["kd_loss"].item() == pytest.approx(live["kd_loss"].item(), rel=2e-3)
     assert cached_loss.item() == pytest.approx(live_loss.item(), rel=1e-3)
     assert cached["teacher_nll_loss"].item() == pytest.approx(live["teacher_nll_loss"].item(), rel=1e-5)
-    assert cached["ce_loss"].item() == live["ce_loss"].item()
+    # the gold CE is the same function of the same logits; the live path sums it chunk by chunk
+    # (kd_objective), the cached one through fairseq's label_smoothed_nll_loss: float32 rounding
+    assert cached["ce_loss"].item() == pytest.approx(live["ce_loss"].item(), rel=1e-6)
 
 
 def test_resume_skips_finished_chunks_byte_identical(cache8, data_bin, teacher_checkpoint, tmp_path, caplog):

@@ -267,3 +267,23 @@ def test_learned_gate_resumes_and_stock_fairseq_loads_the_student(
     # drop a few degenerate sentences, so not exactly all 60)
     assert sum(line.startswith("H-") for line in stock.stdout.splitlines()) >= 50
     assert "kd_nmt" not in stock.stderr
+
+
+@pytest.mark.parametrize("criterion_name", ["word_kd", "hybrid_kd"])
+def test_one_pass_objective_gives_the_model_the_same_gradient(data_bin, teacher_checkpoint, kd_bin, criterion_name):
+    # training normally takes kd_objective's single pass (CE + KD, gradient in the forward); the
+    # separate CE and KD computations must give the same loss and the same gradient everywhere
+    grads, losses = [], []
+    for one_pass in (True, False):
+        _, model, criterion, sample = setup(data_bin, teacher_checkpoint, kd_bin, "--kd-temperature", "2",
+                                            criterion=criterion_name)
+        assert criterion.one_pass(model, model(**sample["net_input"])[0])
+        if not one_pass:
+            criterion.one_pass = lambda *args: False
+        loss, _, log = criterion(model, sample)
+        loss.backward()
+        losses.append((loss.item(), log["nll_loss"].item(), log["kd_loss"].item(), log["teacher_nll_loss"].item()))
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+    assert grads[0].abs().sum() > 0

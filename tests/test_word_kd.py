@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import first_batch, setup_in_process
-from kd_nmt.criterions.word_kd import KD_CHUNK_ROWS, token_kd_loss
+from kd_nmt.criterions.kd_objective import KD_CHUNK_ROWS
+from kd_nmt.criterions.word_kd import token_kd_loss
 from kd_nmt.divergences import DIVERGENCES, divergence
 from kd_nmt.errors import KDNMTError
 
@@ -186,10 +187,10 @@ def test_teacher_follows_student_dtype(data_bin, teacher_checkpoint):
 
 @pytest.mark.parametrize("name", sorted(DIVERGENCES))
 def test_memory_lean_path_has_the_plain_value_and_gradient(name):
-    # training goes through PrecomputedGradKD (gradient computed chunk-wise in the forward);
+    # training goes through kd_objective (gradient computed chunk-wise in the forward);
     # it must equal autograd through the plain masked sum, across several chunks
     torch.manual_seed(0)
-    B, T, V = 3, KD_CHUNK_ROWS // 2 + 7, 11  # 3 * 135 rows = 2 chunks and a remainder
+    B, T, V = 3, KD_CHUNK_ROWS // 2 + 7, 11  # 3 * (KD_CHUNK_ROWS / 2 + 7) rows: 2 chunks and a remainder
     student = torch.randn(B, T, V, dtype=torch.float64, requires_grad=True)
     teacher = torch.randn(B, T, V, dtype=torch.float64)
     target = torch.randint(4, V, (B, T))

@@ -240,9 +240,7 @@ class HybridKDCriterion(WordKDCriterion):
     def token_level(self, model, gold_out, sample, per_sentence):
         """word_kd on the gold target: (token loss, ce, nll, kd, teacher_nll); [B] or sums."""
         if not per_sentence:
-            ce, nll = self.compute_loss(model, gold_out, sample, reduce=True)
-            kd, teacher_nll = self.kd_loss(gold_out[0], sample)
-            return self.mix(ce, kd, True), ce, nll, kd, teacher_nll
+            return self.token_objective(model, gold_out, sample)
         bsz = sample["target"].size(0)
         ce, nll = self.compute_loss(model, gold_out, sample, reduce=False)
         ce, nll = ce.view(bsz, -1).sum(1), nll.view(bsz, -1).sum(1)

@@ -21,7 +21,6 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from torch.autograd.function import once_differentiable
 from fairseq import utils
 from fairseq.criterions import register_criterion
 from fairseq.criterions.label_smoothed_cross_entropy import (
@@ -31,6 +30,7 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 
+from kd_nmt.criterions.kd_objective import kd_objective
 from kd_nmt.divergences import DIVERGENCES, divergence
 from kd_nmt.errors import KDNMTError
 
@@ -56,49 +56,6 @@ def divergence_params(name, **candidates):
     return {k: v for k, v in candidates.items() if k in accepted}
 
 
-KD_CHUNK_ROWS = 256  # [rows x V] slices the divergence's gradient is computed in (PrecomputedGradKD)
-
-
-class PrecomputedGradKD(torch.autograd.Function):
-    """Sum over kept rows of a divergence, with its gradient computed during the forward pass.
-
-    The teacher is a constant, so the KD term's gradient with respect to the student's logits is
-    known as soon as the forward runs. Computing it there, ``KD_CHUNK_ROWS`` rows at a time,
-    keeps a single ``[tokens x V]`` tensor (that gradient) alive until backward, instead of the
-    divergence's autograd graph (log-softmaxes and probabilities of both sides: several
-    ``[tokens x V]`` tensors), and lets the teacher's distribution be freed when the forward
-    returns. Backward only scales the buffer. Same value and gradient as the plain computation
-    (tests/test_word_kd.py); first-order only, and the graph is backpropagated once (as fairseq's
-    trainer does).
-    """
-
-    @staticmethod
-    def forward(ctx, student_logits, teacher, keep, name, temperature, params):
-        V = student_logits.size(-1)
-        student = student_logits.detach().reshape(-1, V)
-        teacher = teacher.reshape(-1, V)
-        keep = keep.reshape(-1)
-        grad = torch.zeros_like(student)
-        total = student.new_zeros(())
-        for start in range(0, student.size(0), KD_CHUNK_ROWS):
-            rows = slice(start, start + KD_CHUNK_ROWS)
-            with torch.enable_grad():
-                s = student[rows].clone().requires_grad_(True)
-                per_token = divergence(name, s, teacher[rows], temperature=temperature, **params)
-                chunk = (per_token * keep[rows]).sum()
-                (grad[rows],) = torch.autograd.grad(chunk, s)
-            total += chunk.detach()
-        ctx.save_for_backward(grad)
-        ctx.shape = student_logits.shape
-        return total
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output):
-        (grad,) = ctx.saved_tensors
-        return grad.mul_(grad_output).view(ctx.shape), None, None, None, None, None
-
-
 def token_kd_loss(student_logits, teacher, target, padding_idx, name, temperature=1.0, topk=0, **params):
     """Divergence per target token, summed over non-pad tokens (a scalar).
 
@@ -108,7 +65,7 @@ def token_kd_loss(student_logits, teacher, target, padding_idx, name, temperatur
     target: ``[B, T]`` gold ids; positions equal to ``padding_idx`` contribute nothing.
     With ``topk`` > 0 (dense teacher) or a sparse teacher, both sides are renormalised over the
     teacher's ids before the divergence (``[B, T, k]`` tensors: small). A dense full-vocabulary
-    teacher in training goes through ``PrecomputedGradKD`` (memory-lean, same value and gradient).
+    teacher in training goes through ``kd_objective`` (memory-lean, same value and gradient).
     """
     if isinstance(teacher, tuple):
         ids, teacher_scores = teacher
@@ -118,8 +75,10 @@ def token_kd_loss(student_logits, teacher, target, padding_idx, name, temperatur
         student_scores = student_logits.gather(-1, ids)
     elif student_logits.requires_grad and torch.is_grad_enabled():
         # dense teacher in training: the memory-lean path (one [tokens x V] kept for backward)
-        keep = target.ne(padding_idx).to(student_logits.dtype)
-        return PrecomputedGradKD.apply(student_logits, teacher, keep, name, temperature, params)
+        return kd_objective(
+            student_logits, teacher, target, padding_idx, kd_weight=1.0, name=name,
+            temperature=temperature, params=params,
+        )[0]
     else:
         teacher_scores, student_scores = teacher, student_logits
     per_token = divergence(name, student_scores, teacher_scores, temperature=temperature, **params)
@@ -183,15 +142,50 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
             return ce
         return (1.0 - self.kd_alpha) * ce + self.kd_alpha * self.kd_temperature ** 2 * kd
 
+    def one_pass(self, model, logits):
+        """Whether the training objective can come from ``kd_objective``'s single pass.
+
+        It needs a dense live teacher over the full vocabulary and logits whose log-softmax is
+        the model's distribution (no adaptive softmax, no ignored prefix); else CE and KD are
+        computed apart (same values).
+        """
+        decoder = getattr(model, "decoder", None)
+        return (
+            torch.is_grad_enabled()
+            and logits.requires_grad
+            and hasattr(self.task.teacher, "dense")
+            and not 0 < self.kd_topk < logits.size(-1)
+            and self.ignore_prefix_size == 0
+            and getattr(decoder, "adaptive_softmax", None) is None
+        )
+
+    def token_objective(self, model, net_output, sample):
+        """Training: ``(objective, ce, nll, kd, teacher_nll)``, sums over the batch's gold tokens."""
+        logits = net_output[0]
+        if self.one_pass(model, logits):
+            return kd_objective(
+                logits, self.task.teacher.dense(sample, like=logits), sample["target"], self.padding_idx,
+                ce_weight=1.0 - self.kd_alpha, epsilon=self.eps,
+                kd_weight=self.kd_alpha * self.kd_temperature ** 2, name=self.kd_divergence,
+                temperature=self.kd_temperature, params=self.kd_params,
+                consume_teacher=True, nll_of_teacher=True,
+            )
+        ce, nll = self.compute_loss(model, net_output, sample, reduce=True)
+        kd, teacher_nll = self.kd_loss(logits, sample)
+        return self.mix(ce, kd, True), ce, nll, kd, teacher_nll
+
     def forward(self, model, sample, reduce=True):
         net_output = model(**sample["net_input"])
-        ce, nll = self.compute_loss(model, net_output, sample, reduce=reduce)
-        # kd_nmt.cache: a teacher cache covers only the split it was built on (train), so
-        # validation batches have no teacher: no KD term there (validation's loss is CE anyway)
-        kd = teacher_nll = None
-        if model.training or not getattr(self.task.teacher, "training_split_only", False):
-            kd, teacher_nll = self.kd_loss(net_output[0], sample)
-        loss = self.mix(ce, kd, model.training)
+        if model.training:
+            loss, ce, nll, kd, teacher_nll = self.token_objective(model, net_output, sample)
+        else:  # validation: the student's CE on gold is the loss; KD logged beside it
+            ce, nll = self.compute_loss(model, net_output, sample, reduce=reduce)
+            loss = ce
+            # kd_nmt.cache: a teacher cache covers only the split it was built on (train), so
+            # validation batches have no teacher: no KD term there
+            kd = teacher_nll = None
+            if not getattr(self.task.teacher, "training_split_only", False):
+                kd, teacher_nll = self.kd_loss(net_output[0], sample)
         sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
         logging_output = {
             "loss": loss.data,
