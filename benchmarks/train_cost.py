@@ -170,17 +170,24 @@ def child(argv, out_json, warmup):
 
     @register_criterion("bench_teacher_forward", dataclass=WordKDConfig)
     class TeacherForwardOnly(WordKDCriterion):
-        """CE plus the teacher's forward, no KD loss: isolates the KD loss's own cost."""
+        """fairseq's CE plus the teacher's forward (and gold NLL), no KD loss: the floor of any
+        live-teacher KD that keeps fairseq's CE, the reference for the KD loss's own cost."""
 
-        def kd_loss(self, student_logits, sample):
-            _, teacher_nll = self.task.teacher.distribution(sample, like=student_logits)
-            return student_logits.new_zeros(()), teacher_nll.sum()
+        def token_objective(self, model, net_output, sample):
+            ce, nll = self.compute_loss(model, net_output, sample, reduce=True)
+            _, teacher_nll = self.task.teacher.distribution(sample, like=net_output[0])
+            zero = ce.new_zeros(())
+            return ce, ce, nll, zero, teacher_nll.sum()
 
     from kd_nmt.divergences import divergence
 
     @register_criterion("bench_word_kd_autograd", dataclass=WordKDConfig)
     class AutogradWordKD(WordKDCriterion):
-        """word_kd with the naive KD loss: autograd through the divergence over [tokens x V]."""
+        """word_kd the way forks compute it: fairseq's CE plus autograd through the divergence
+        over [tokens x V] (no one-pass objective)."""
+
+        def one_pass(self, model, logits):
+            return False
 
         def kd_loss(self, student_logits, sample):
             dist, teacher_nll = self.task.teacher.distribution(sample, like=student_logits)
