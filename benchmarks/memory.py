@@ -13,8 +13,8 @@ one training step on ``--tokens`` target tokens (synthetic data, no padding):
                   in the forward and written over the teacher's logits), backward.
 * ``kd_live_autograd`` the same loss computed naively: fairseq's CE plus autograd through the
                   divergence over ``[tokens x V]`` (what every fork does): the reference.
-* ``kd_cache``    ``ce`` + ``token_kd_loss`` against a sparse top-k teacher ``(ids, log_probs)``
-                  (what ``--teacher-cache`` feeds the criterion), backward.
+* ``kd_cache``    the same one pass against a sparse top-k teacher ``(ids, log_probs)`` (what
+                  ``--teacher-cache`` feeds the criterion), backward.
 
 Peak = the process's peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs``) during the
 step, minus its RSS right before it (inputs, weights and libraries excluded). Tensors of this
@@ -56,7 +56,7 @@ def child(args):
     from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
 
     from kd_nmt.criterions.kd_objective import kd_objective
-    from kd_nmt.criterions.word_kd import divergence_params, token_kd_loss
+    from kd_nmt.criterions.word_kd import divergence_params
     from kd_nmt.divergences import divergence
 
     def autograd_kd(student, teacher, target, pad, name, temperature, topk, **params):
@@ -88,27 +88,27 @@ def child(args):
 
     def loss_fn():  # locals die on return, like the criterion's (teacher logits included)
         logits = hidden @ W.T                                   # [B, T, V] student logits
-        if args.config == "kd_live":  # what word_kd runs in training: CE + KD in one pass
-            with torch.no_grad():
-                teacher = t_hidden @ t_W.T                       # [B, T, V] teacher logits
+        if args.config in ("kd_live", "kd_cache"):  # what word_kd runs in training: one pass
+            if args.config == "kd_live":
+                with torch.no_grad():
+                    teacher = t_hidden @ t_W.T                   # [B, T, V] teacher logits
+            else:
+                teacher = sparse
             return kd_objective(
                 logits, teacher, target, pad, ce_weight=0.5, epsilon=0.1,
                 kd_weight=0.5 * args.temperature ** 2, name=args.divergence,
-                temperature=args.temperature, params=params, consume_teacher=True, nll_of_teacher=True,
+                temperature=args.temperature, params=params, consume_teacher=True,
+                nll_of_teacher=args.config == "kd_live",
             )[0]
         lprobs = utils.log_softmax(logits, dim=-1)               # as model.get_normalized_probs
         ce, _ = label_smoothed_nll_loss(lprobs.view(-1, V), target.view(-1), 0.1, ignore_index=pad)
         if args.config == "ce":
             return ce
-        if args.config == "kd_cache":
-            teacher = sparse
-        else:
-            with torch.no_grad():
-                teacher = t_hidden @ t_W.T                       # [B, T, V] teacher logits
-            if args.config == "teacher_fwd":
-                return ce + 0.0 * teacher.sum()
-        kd_fn = autograd_kd if args.config == "kd_live_autograd" else token_kd_loss
-        kd = kd_fn(logits, teacher, target, pad, args.divergence, args.temperature, 0, **params)
+        with torch.no_grad():
+            teacher = t_hidden @ t_W.T                           # [B, T, V] teacher logits
+        if args.config == "teacher_fwd":
+            return ce + 0.0 * teacher.sum()
+        kd = autograd_kd(logits, teacher, target, pad, args.divergence, args.temperature, 0, **params)
         return 0.5 * ce + 0.5 * args.temperature ** 2 * kd
 
     loss = loss_fn()

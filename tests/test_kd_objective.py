@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from kd_nmt.criterions.kd_objective import KD_CHUNK_ROWS, kd_objective
+from kd_nmt.criterions.word_kd import token_kd_loss, top_k_support
 from kd_nmt.divergences import DIVERGENCES, divergence
 
 PAD = 1
@@ -55,6 +56,32 @@ def test_value_and_gradient_equal_the_plain_computation(name, tau):
     assert torch.allclose(grad, student.grad, rtol=1e-8, atol=1e-12)
     assert grad[0, -9:].abs().max() == 0 and grad[2, -3:].abs().max() == 0  # padding: no gradient
     assert not got[1].requires_grad and not got[3].requires_grad  # parts are for logging only
+
+
+@pytest.mark.parametrize("name", sorted(DIVERGENCES))
+def test_sparse_teacher_renormalises_over_its_ids_like_token_kd_loss(name):
+    # a cache or --kd-topk: (ids, scores) [..., k]; the KD term compares both sides renormalised
+    # over the teacher's ids (token_kd_loss's definition), the CE term sees the whole vocabulary
+    student, teacher, target = batch()
+    sparse = top_k_support(teacher, 4)
+    assert sparse[0].shape == (*target.shape, 4)
+    got = kd_objective(student, sparse, target, PAD, ce_weight=0.4, epsilon=0.1, kd_weight=0.6 * 4,
+                       name=name, temperature=2.0)
+    got[0].backward()
+    grad = student.grad.clone()
+    student.grad = None
+    ce = plain(student, teacher, target, 0.4, 0.1, 0.0, name, 2.0)[1]
+    kd = token_kd_loss(student, sparse, target, PAD, name, temperature=2.0)
+    (0.4 * ce + 0.6 * 4 * kd).backward()
+    assert got[1].item() == pytest.approx(ce.item(), rel=1e-10)
+    assert got[3].item() == pytest.approx(kd.item(), rel=1e-10)
+    assert torch.allclose(grad, student.grad, rtol=1e-8, atol=1e-12)
+
+
+def test_sparse_teacher_cannot_give_the_teacher_nll():
+    student, teacher, target = batch()
+    with pytest.raises(ValueError, match="dense teacher"):
+        kd_objective(student, top_k_support(teacher, 3), target, PAD, kd_weight=1.0, name="fkl", nll_of_teacher=True)
 
 
 def test_without_ce_it_is_the_masked_divergence_sum():
@@ -105,3 +132,6 @@ def test_shape_mismatch_is_one_clear_error():
     student, teacher, target = batch()
     with pytest.raises(ValueError, match=r"differ in shape"):
         kd_objective(student, teacher[:, :-1], target, PAD, kd_weight=1.0, name="fkl")
+    ids, scores = top_k_support(teacher, 3)
+    with pytest.raises(ValueError, match=r"do not match student logits"):
+        kd_objective(student, (ids[:, :-1], scores[:, :-1]), target, PAD, kd_weight=1.0, name="fkl")

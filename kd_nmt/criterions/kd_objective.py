@@ -30,16 +30,18 @@ from kd_nmt.divergences import divergence_from_log_probs
 KD_CHUNK_ROWS = 32
 
 
-def _chunk(s, t, target, keep, ce_weight, epsilon, kd_weight, name, temperature, params, nll_of_teacher):
+def _chunk(s, t, ids, target, keep, ce_weight, epsilon, kd_weight, name, temperature, params, nll_of_teacher):
     """One chunk: (d objective / d logits [r, V], stats [ce, nll, kd, teacher_nll]), >= float32.
 
-    s, t: ``[r, V]`` student logits and teacher scores; target ``[r]``; keep ``[r]`` (1.0 for
-    real tokens, 0.0 for padding).
+    s: ``[r, V]`` student logits; t: ``[r, V]`` teacher scores, or ``[r, k]`` scores of the
+    teacher's tokens ``ids`` ``[r, k]`` (a sparse teacher; ``ids`` None for a dense one);
+    target ``[r]``; keep ``[r]`` (1.0 for real tokens, 0.0 for padding).
     """
     dtype = torch.float64 if s.dtype == torch.float64 else torch.float32  # at least float32
     s, t, keep = s.to(dtype), t.to(dtype), keep.to(dtype)
     tau = float(temperature)
-    lq = F.log_softmax(s if tau == 1.0 else s / tau, dim=-1)  # student log-probs at tau
+    s_kd = s if ids is None else s.gather(-1, ids)  # the student over the teacher's support
+    lq = F.log_softmax(s_kd if tau == 1.0 else s_kd / tau, dim=-1)  # student log-probs at tau
     lp = F.log_softmax(t if tau == 1.0 else t / tau, dim=-1)  # teacher log-probs at tau
     stats = s.new_zeros(4)
     if nll_of_teacher:
@@ -51,12 +53,16 @@ def _chunk(s, t, target, keep, ce_weight, epsilon, kd_weight, name, temperature,
         (g_lq,) = torch.autograd.grad(kd, lq_leaf)
     stats[2] = kd.detach()
     del lp
-    # back through log_softmax(s / tau): d/ds = (g - q_tau * sum_v g) / tau
+    # back through log_softmax(s_kd / tau): d/ds_kd = (g - q_tau * sum g) / tau
     q_tau = lq.exp()
-    grad = q_tau.mul(g_lq.sum(-1, keepdim=True)).neg_().add_(g_lq).mul_(kd_weight / tau)
+    g_kd = q_tau.mul(g_lq.sum(-1, keepdim=True)).neg_().add_(g_lq).mul_(kd_weight / tau)
     del g_lq
+    if ids is None:
+        grad = g_kd
+    else:
+        grad = torch.zeros_like(s).scatter_add_(-1, ids, g_kd)
     if ce_weight:
-        if tau == 1.0:
+        if tau == 1.0 and ids is None:
             ls, q = lq, q_tau
         else:
             ls = F.log_softmax(s, dim=-1)
@@ -79,22 +85,26 @@ class _KDObjective(torch.autograd.Function):
                 temperature, params, consume_teacher, nll_of_teacher):
         V = logits.size(-1)
         student = logits.detach().reshape(-1, V)
-        dense_teacher = teacher.detach().reshape(-1, V)
+        if isinstance(teacher, tuple):  # sparse: (ids [B, T, k], scores [B, T, k])
+            ids, scores = (x.reshape(-1, x.size(-1)) for x in teacher)
+        else:
+            ids, scores = None, teacher.detach().reshape(-1, V)
         target = target.reshape(-1)
         keep = target.ne(padding_idx).to(torch.float32)
         reuse = (
             consume_teacher
-            and dense_teacher.dtype == student.dtype
-            and dense_teacher.data_ptr() == teacher.data_ptr()
+            and ids is None
+            and scores.dtype == student.dtype
+            and scores.data_ptr() == teacher.data_ptr()
             and teacher.is_contiguous()
         )
-        grad = dense_teacher if reuse else torch.empty_like(student)
+        grad = scores if reuse else torch.empty_like(student)
         stats = torch.zeros(4, dtype=torch.float64, device=student.device)
         for start in range(0, student.size(0), KD_CHUNK_ROWS):
             rows = slice(start, start + KD_CHUNK_ROWS)
             g, st = _chunk(
-                student[rows], dense_teacher[rows], target[rows], keep[rows], ce_weight, epsilon,
-                kd_weight, name, temperature, params, nll_of_teacher,
+                student[rows], scores[rows], None if ids is None else ids[rows], target[rows],
+                keep[rows], ce_weight, epsilon, kd_weight, name, temperature, params, nll_of_teacher,
             )
             grad[rows] = g  # (over the teacher rows just read, when reuse)
             stats += st.double()
@@ -116,16 +126,29 @@ def kd_objective(student_logits, teacher, target, padding_idx, *, kd_weight, nam
                  params=None, ce_weight=0.0, epsilon=0.0, consume_teacher=False, nll_of_teacher=False):
     """``ce_weight * CE + kd_weight * KD`` over the non-pad tokens, and its parts.
 
-    student_logits: ``[B, T, V]`` (requires grad); teacher: ``[B, T, V]`` scores whose softmax
-    is the teacher distribution (logits or log-probs); target: ``[B, T]`` gold ids, positions
-    equal to ``padding_idx`` contribute nothing. ``epsilon``: label smoothing of the CE term.
-    ``consume_teacher``: write the gradient over ``teacher`` (the caller must not read it again).
+    student_logits: ``[B, T, V]`` (requires grad). teacher: ``[B, T, V]`` scores whose softmax
+    is the teacher distribution (logits or log-probs), or a sparse teacher ``(ids [B, T, k],
+    scores [B, T, k])`` (a cache, or a dense teacher's top k): then both sides are renormalised
+    over the teacher's ids for the KD term, as ``token_kd_loss`` does. target: ``[B, T]`` gold
+    ids; positions equal to ``padding_idx`` contribute nothing. ``epsilon``: label smoothing of
+    the CE term. ``consume_teacher``: write the gradient over a dense ``teacher`` (the caller
+    must not read it again).
 
     Returns ``(objective, ce, nll, kd, teacher_nll)``: scalar sums; only ``objective`` carries a
     gradient (to ``student_logits``). ``ce``/``nll`` are 0 when ``ce_weight`` is 0;
-    ``teacher_nll`` (the teacher's gold NLL at temperature 1) is 0 unless ``nll_of_teacher``.
+    ``teacher_nll`` (the teacher's gold NLL at temperature 1; dense teachers only) is 0 unless
+    ``nll_of_teacher``.
     """
-    if teacher.shape != student_logits.shape:
+    if isinstance(teacher, tuple):
+        ids, scores = teacher
+        if ids.shape != scores.shape or ids.shape[:-1] != student_logits.shape[:-1]:
+            raise ValueError(
+                f"sparse teacher ids {tuple(ids.shape)} / scores {tuple(scores.shape)} do not match "
+                f"student logits {tuple(student_logits.shape)} (expected [..., k] beside [..., V])"
+            )
+        if nll_of_teacher:
+            raise ValueError("nll_of_teacher needs a dense teacher (a sparse one lacks the full distribution)")
+    elif teacher.shape != student_logits.shape:
         raise ValueError(
             f"student logits {tuple(student_logits.shape)} and teacher {tuple(teacher.shape)} differ in shape"
         )

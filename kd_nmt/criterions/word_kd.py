@@ -56,6 +56,15 @@ def divergence_params(name, **candidates):
     return {k: v for k, v in candidates.items() if k in accepted}
 
 
+def top_k_support(teacher, topk):
+    """A dense teacher ``[..., V]`` cut to its ``topk`` best tokens as a sparse ``(ids, scores)``
+    teacher (``[..., k]`` each); a sparse teacher, or ``topk`` 0 or >= V, is returned as it is."""
+    if not isinstance(teacher, tuple) and 0 < topk < teacher.size(-1):
+        scores, ids = teacher.topk(topk, dim=-1)
+        return ids, scores
+    return teacher
+
+
 def token_kd_loss(student_logits, teacher, target, padding_idx, name, temperature=1.0, topk=0, **params):
     """Divergence per target token, summed over non-pad tokens (a scalar).
 
@@ -67,11 +76,9 @@ def token_kd_loss(student_logits, teacher, target, padding_idx, name, temperatur
     teacher's ids before the divergence (``[B, T, k]`` tensors: small). A dense full-vocabulary
     teacher in training goes through ``kd_objective`` (memory-lean, same value and gradient).
     """
+    teacher = top_k_support(teacher, topk)
     if isinstance(teacher, tuple):
         ids, teacher_scores = teacher
-        student_scores = student_logits.gather(-1, ids)
-    elif 0 < topk < teacher.size(-1):
-        teacher_scores, ids = teacher.topk(topk, dim=-1)
         student_scores = student_logits.gather(-1, ids)
     elif student_logits.requires_grad and torch.is_grad_enabled():
         # dense teacher in training: the memory-lean path (one [tokens x V] kept for backward)
@@ -145,16 +152,13 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
     def one_pass(self, model, logits):
         """Whether the training objective can come from ``kd_objective``'s single pass.
 
-        It needs a dense live teacher over the full vocabulary and logits whose log-softmax is
-        the model's distribution (no adaptive softmax, no ignored prefix); else CE and KD are
-        computed apart (same values).
+        It needs logits whose log-softmax is the model's distribution (no adaptive softmax, no
+        ignored prefix); else CE and KD are computed apart (same values).
         """
         decoder = getattr(model, "decoder", None)
         return (
             torch.is_grad_enabled()
             and logits.requires_grad
-            and hasattr(self.task.teacher, "dense")
-            and not 0 < self.kd_topk < logits.size(-1)
             and self.ignore_prefix_size == 0
             and getattr(decoder, "adaptive_softmax", None) is None
         )
@@ -162,17 +166,26 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
     def token_objective(self, model, net_output, sample):
         """Training: ``(objective, ce, nll, kd, teacher_nll)``, sums over the batch's gold tokens."""
         logits = net_output[0]
-        if self.one_pass(model, logits):
-            return kd_objective(
-                logits, self.task.teacher.dense(sample, like=logits), sample["target"], self.padding_idx,
-                ce_weight=1.0 - self.kd_alpha, epsilon=self.eps,
-                kd_weight=self.kd_alpha * self.kd_temperature ** 2, name=self.kd_divergence,
-                temperature=self.kd_temperature, params=self.kd_params,
-                consume_teacher=True, nll_of_teacher=True,
-            )
-        ce, nll = self.compute_loss(model, net_output, sample, reduce=True)
-        kd, teacher_nll = self.kd_loss(logits, sample)
-        return self.mix(ce, kd, True), ce, nll, kd, teacher_nll
+        if not self.one_pass(model, logits):
+            ce, nll = self.compute_loss(model, net_output, sample, reduce=True)
+            kd, teacher_nll = self.kd_loss(logits, sample)
+            return self.mix(ce, kd, True), ce, nll, kd, teacher_nll
+        teacher, target = self.task.teacher, sample["target"]
+        full_vocab = not 0 < self.kd_topk < logits.size(-1)
+        if full_vocab and hasattr(teacher, "dense"):  # live teacher: its gold NLL from the pass
+            dist, teacher_nll = teacher.dense(sample, like=logits), None
+        else:  # a cache (sparse), or a live teacher cut to --kd-topk
+            dist, teacher_nll = teacher.distribution(sample, like=logits)
+            dist = top_k_support(dist, self.kd_topk)
+            teacher_nll = teacher_nll.masked_fill(target.eq(self.padding_idx), 0.0).sum()
+        objective, ce, nll, kd, pass_nll = kd_objective(
+            logits, dist, target, self.padding_idx,
+            ce_weight=1.0 - self.kd_alpha, epsilon=self.eps,
+            kd_weight=self.kd_alpha * self.kd_temperature ** 2, name=self.kd_divergence,
+            temperature=self.kd_temperature, params=self.kd_params,
+            consume_teacher=True, nll_of_teacher=teacher_nll is None,
+        )
+        return objective, ce, nll, kd, pass_nll if teacher_nll is None else teacher_nll
 
     def forward(self, model, sample, reduce=True):
         net_output = model(**sample["net_input"])
