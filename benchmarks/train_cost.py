@@ -5,9 +5,10 @@ student, data, seed, ``--max-tokens`` (hence the same batches in the same order)
 number of updates:
 
 * ``ce``          ``--criterion label_smoothed_cross_entropy`` (no teacher)
-* ``teacher_fwd`` ``word_kd`` whose KD term is replaced by nothing: CE + the live teacher's
-                  forward only (the reference for the KD loss's own overhead)
-* ``kd_live``     ``--criterion word_kd --teacher-path T``
+* ``teacher_fwd`` fairseq's label-smoothed CE + the live teacher's forward (and its gold NLL),
+                  no KD term: the reference for the KD loss's overhead
+* ``kd_live``     ``--criterion word_kd --teacher-path T`` (training runs CE and KD in one pass,
+                  ``kd_nmt/criterions/kd_objective.py``, instead of fairseq's CE)
 * ``kd_cache``    ``--criterion word_kd --teacher-cache C`` (built once by ``kd-nmt cache-teacher``)
 
 Throughput is target tokens per second of ``Trainer.train_step`` (forward, loss, backward,
@@ -37,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CONFIGS = ("ce", "teacher_fwd", "kd_live", "kd_cache")
 # optional: word_kd with the naive KD loss (autograd through the divergence over [tokens x V]),
-# the reference for token_kd_loss's memory-lean PrecomputedGradKD path
+# the reference for word_kd's one-pass objective (kd_nmt/criterions/kd_objective.py)
 EXTRA_CONFIGS = ("kd_live_autograd",)
 
 STUDENT = [
