@@ -167,8 +167,15 @@ def noise_line(line: str, kind: str, rate: float, rng: random.Random,
 
 def noise_lines(lines: Iterable[str], kind: str, rate: float, seed: int,
                 vocab=None, window: int = 3) -> List[str]:
-    """Noise a list of lines (without newlines); line ``i`` uses ``line_seed(seed, kind, i)``."""
+    """Noise a list of lines (without newlines); line ``i`` uses ``line_seed(seed, kind, i)``.
+
+    For ``replace`` without a ``vocab`` the replacements are drawn from the unigram distribution
+    of ``lines`` themselves.
+    """
     _check_rate(rate)
+    if kind == "replace" and rate > 0 and vocab is None:
+        lines = list(lines)
+        vocab = Vocab.from_lines(lines)
     out = []
     for i, line in enumerate(lines):
         rng = random.Random(line_seed(seed, kind, i))
@@ -195,10 +202,8 @@ def noise_file(in_path: str, out_path: str, kind: str, rate: float, seed: int,
     else:
         trailing = False
     lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
-    vocab = None
-    if kind == "replace" and rate > 0:
-        vocab = Vocab.from_file(vocab_from) if vocab_from else Vocab.from_lines(lines)
-    out = noise_lines(lines, kind, rate, seed, vocab, window)
+    vocab = Vocab.from_file(vocab_from) if kind == "replace" and rate > 0 and vocab_from else None
+    out = noise_lines(lines, kind, rate, seed, vocab, window)  # (default vocab: these lines)
     with open(out_path, "w", encoding="utf-8", newline="\n") as f:
         f.write("\n".join(out))
         if trailing:

@@ -467,3 +467,16 @@ def test_fixture_no_leak_and_readme():
     for needle in ("MPL-2.0", "GPL-2+", "trans-de-en", "libreoffice-help-de",
                    "python -m data.build_corpus --fixture"):
         assert needle in readme
+
+
+def test_noise_lines_replace_draws_from_the_lines_themselves():
+    # data.prepare noises the train source through noise_lines with no vocab: replace must work
+    # there (it failed with "needs a non-empty vocab" on the real corpus) and draw only words
+    # that occur in the lines
+    lines = ["das ist ein Haus", "ein Hund", "", "Haus und Hund"]
+    out = N.noise_lines(lines, "replace", 0.5, seed=1)
+    assert len(out) == 4 and out[2] == ""
+    assert out != lines
+    words = {w for line in lines for w in line.split()}
+    assert {w for line in out for w in line.split()} <= words
+    assert out == N.noise_lines(lines, "replace", 0.5, seed=1)  # seeded
