@@ -6,10 +6,16 @@ machine:
 * under ``torchrun`` every rank dies with ``ZeroDivisionError`` (``rank % device_count()``);
 * plain ``fairseq-train --distributed-world-size 2 --cpu`` spawns ``min(0, 2) = 0`` processes and
   exits 0 having trained nothing (or fails an assertion about available devices);
-* DDP is always built with ``device_ids=[device_id]``, which torch refuses for a CPU module.
+* DDP is always built with ``device_ids=[device_id]``, which torch refuses for a CPU module;
+* under ``torchrun`` without ``--distributed-world-size``, the world size defaults to
+  ``max(1, device_count()) = 1`` and ``infer_init_method`` returns before it reads torchrun's
+  environment: every rank trains alone, all of them into the same ``--save-dir`` (one dies
+  renaming ``checkpoint_last.pt.tmp``). On GPUs the default is the number of GPUs, so the
+  environment's ``WORLD_SIZE`` is read.
 
 ``install_distributed_patches()`` (called when the plugin is imported) makes both work with the
-gloo backend: under torchrun each rank uses the CPU; without a launcher, fairseq-train spawns
+gloo backend: under torchrun each rank uses the CPU and the world size is torchrun's (with or
+without the flag); without a launcher, fairseq-train spawns
 ``--distributed-world-size`` local processes itself. Nothing changes when CUDA is available.
 """
 import logging
@@ -25,6 +31,10 @@ TORCHRUN_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK")
 
 def _cpu_only():
     return torch.cuda.device_count() == 0
+
+
+def _under_torchrun():
+    return all(key in os.environ for key in TORCHRUN_ENV)
 
 
 def install_distributed_patches():
@@ -47,11 +57,25 @@ def install_distributed_patches():
 
     def call_main(cfg, main, **kwargs):
         dcfg = cfg.distributed_training
+        if (
+            _cpu_only()
+            and _under_torchrun()
+            and dcfg.distributed_init_method is None
+            and dcfg.distributed_world_size == 1  # the default: fairseq would not look further
+            and int(os.environ["WORLD_SIZE"]) > 1
+        ):
+            # torchrun started WORLD_SIZE processes: they are one run, as on GPUs. Set where
+            # --distributed-world-size would have set it (bmuf holds a resolved copy).
+            world_size = int(os.environ["WORLD_SIZE"])
+            logger.info("no CUDA device: world size %d from torchrun", world_size)
+            dcfg.distributed_world_size = world_size
+            if getattr(cfg, "bmuf", None) is not None and "distributed_world_size" in cfg.bmuf:
+                cfg.bmuf.distributed_world_size = world_size
         spawn_here = (
             _cpu_only()
             and dcfg.distributed_world_size > 1
             and dcfg.distributed_init_method is None
-            and not all(key in os.environ for key in TORCHRUN_ENV)
+            and not _under_torchrun()
             and not os.environ.get("SLURM_JOB_NODELIST")
         )
         if _cpu_only() and dcfg.distributed_world_size > 1 and dcfg.distributed_backend == "nccl":

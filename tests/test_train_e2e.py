@@ -156,16 +156,22 @@ def test_bad_teacher_is_one_line(data_bin, tmp_path, trainer, prefix):
     assert not (tmp_path / "checkpoint_last.pt").exists()
 
 
-def test_distributed_two_processes_same_loss(data_bin, teacher_checkpoint, tmp_path):
+@pytest.mark.parametrize("world_size_flag", [True, False], ids=["world-size-flag", "no-world-size-flag"])
+def test_distributed_two_processes_same_loss(data_bin, teacher_checkpoint, tmp_path, world_size_flag):
     # torchrun starts the two ranks and fairseq reads RANK/WORLD_SIZE from its environment
     # (stock fairseq 0.12 dies there with rank % cuda.device_count() == rank % 0; the plugin's
-    # kd_nmt.distributed fixes it). ddp_worker.py is the real fairseq-train plus a per-rank
-    # report (fairseq itself logs on rank 0 only).
-    launcher = [tool("torchrun"), "--nproc_per_node", "2", "--master_port", "29533"]
+    # kd_nmt.distributed fixes it). Without --distributed-world-size, stock fairseq on a CPU
+    # defaults to a world size of 1, ignores torchrun's and trains two independent runs into
+    # one --save-dir; the plugin takes the world size from torchrun, as fairseq does on GPUs.
+    # ddp_worker.py is the real fairseq-train plus a per-rank report (fairseq itself logs on
+    # rank 0 only).
+    port = "29533" if world_size_flag else "29534"
+    launcher = [tool("torchrun"), "--nproc_per_node", "2", "--master_port", port]
     worker = [os.path.join(os.path.dirname(__file__), "ddp_worker.py"), "--user-dir", PLUGIN]
+    flag = ["--distributed-world-size", "2"] if world_size_flag else []
     proc = train_student(
         data_bin, teacher_checkpoint, tmp_path,
-        "--max-update", "5", "--distributed-world-size", "2", "--distributed-backend", "gloo",
+        "--max-update", "5", *flag, "--distributed-backend", "gloo",
         launcher=launcher, trainer=worker,
     )
     # the two ranks share stdout: their report lines may interleave
@@ -174,7 +180,9 @@ def test_distributed_two_processes_same_loss(data_bin, teacher_checkpoint, tmp_p
     (_, loss0, sum0), (_, loss1, sum1) = reports
     assert loss0 == loss1 and math.isfinite(float(loss0))
     assert sum0 == sum1  # DDP kept the two replicas identical
-    assert "distributed init (rank 1)" in proc.stdout + proc.stderr
+    log = proc.stdout + proc.stderr
+    assert "distributed init (rank 1)" in log
+    assert "'distributed_world_size': 2" in log and "'distributed_world_size': 1" not in log
 
 
 def test_distributed_world_size_spawns_cpu_processes(data_bin, teacher_checkpoint, tmp_path):
