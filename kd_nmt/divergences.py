@@ -36,7 +36,10 @@ Conventions
   gradients in the inputs' dtypes.
 * Mixtures (``js``, ``skl``, ``srkl``) are computed in log space relative to
   each side (``log(m/p)``, ``log(m/q)``), never as ``log(p + q)``: no
-  ``log 0``, no cancellation, exactly 0 at ``p == q``.
+  ``log 0``, no cancellation, exactly 0 at ``p == q``; where the mixture is
+  far below one side, as a log-sum-exp of log-probabilities, so ``skew = 0``
+  gives fkl / rkl to rounding even for log-ratios far below float32's
+  ``log(tiny)`` (about -104).
 * Memory: each divergence is one ``torch.autograd.Function`` with a
   hand-written backward (checked against numerical gradients in the tests).
   It saves only its two inputs (alive anyway) and recomputes in the
@@ -76,6 +79,10 @@ from torch.autograd.function import once_differentiable
 __all__ = [
     "DIVERGENCES",
     "DIVERGENCE_PARAMS",
+    "DEFAULT_SKEW",
+    "DEFAULT_MU",
+    "DEFAULT_BETA",
+    "divergence_params",
     "divergence",
     "divergence_from_log_probs",
     "log_probs",
@@ -93,6 +100,11 @@ __all__ = [
 # Rows of [N, V] processed at once by the (no-grad) AKL head/tail weights, so that
 # the sort temporaries stay bounded (~16M elements) whatever the batch size.
 _AKL_CHUNK_ELEMS = 1 << 24
+
+#: Parameter defaults, here only (the criteria's ``--kd-skew/--kd-mu/--kd-beta`` reuse them).
+DEFAULT_SKEW = 0.1
+DEFAULT_MU = 0.5
+DEFAULT_BETA = 1.0
 
 Tensor = torch.Tensor
 Grads = Tuple[Optional[Tensor], Optional[Tensor]]
@@ -174,7 +186,11 @@ def _log_mix_ratio(d: Tensor, a: float) -> Tensor:
     With ``d = log y - log x`` this is ``log(m / x)`` for ``m = a x + (1 - a) y``.
     Split ``d = P + N``, ``P = max(d, 0)``, ``N = d - P <= 0``; then it is
     ``P + log1p((1 - a) expm1(N) + a expm1(-P))`` (one ``expm1`` term is 0),
-    which never overflows.
+    which never overflows and is accurate near ``d = 0``. Where the ``log1p``
+    argument falls below -1/2 (``m / x`` small: ``a`` small and ``d`` very
+    negative, where ``log1p`` would round ``m / x`` to ``a``, or to 0 for
+    ``a = 0``), it is ``logaddexp(log a, log(1 - a) + d)`` instead: equal to
+    ``d`` for ``a = 0`` (so skl/srkl with skew 0 are fkl/rkl), never ``-inf``.
     """
     if a == 1.0:  # m = x
         return torch.zeros_like(d)
@@ -182,7 +198,11 @@ def _log_mix_ratio(d: Tensor, a: float) -> Tensor:
     inner = torch.sub(d, pos).expm1_().mul_(1.0 - a)
     if a != 0.0:
         inner.add_(torch.neg(pos).expm1_(), alpha=a)
-    return inner.log1p_().add_(pos)
+    far = torch.add(d, math.log1p(-a))
+    if a != 0.0:
+        far = torch.logaddexp(far, far.new_tensor(math.log(a)))
+    near = inner.ge(-0.5)
+    return torch.where(near, inner.log1p_().add_(pos), far)
 
 
 def _mix_slope(d: Tensor, a: float) -> Tensor:
@@ -313,7 +333,7 @@ def _head_mask(p: Tensor, mu: float) -> Tensor:
     return (p > first_out) | (p >= top)
 
 
-def akl_head_mask(teacher_lprobs: Tensor, mu: float = 0.5) -> Tensor:
+def akl_head_mask(teacher_lprobs: Tensor, mu: float = DEFAULT_MU) -> Tensor:
     """The head used by :func:`akl`: ``[..., V]`` teacher log-probs -> bool ``[..., V]``.
 
     ``True`` for the teacher's most probable tokens whose cumulative mass is
@@ -458,7 +478,7 @@ def tvd(student_lprobs: Tensor, teacher_lprobs: Tensor) -> Tensor:
     return _apply(_tvd_value, _tvd_grads, student_lprobs, teacher_lprobs)
 
 
-def skl(student_lprobs: Tensor, teacher_lprobs: Tensor, *, skew: float = 0.1) -> Tensor:
+def skl(student_lprobs: Tensor, teacher_lprobs: Tensor, *, skew: float = DEFAULT_SKEW) -> Tensor:
     """Skew forward KL ``KL(p || skew p + (1 - skew) q)`` (DistiLLM).
 
     ``skew`` in ``[0, 1]``: 0 gives :func:`fkl`, 1 gives 0.  Bounded by
@@ -468,7 +488,7 @@ def skl(student_lprobs: Tensor, teacher_lprobs: Tensor, *, skew: float = 0.1) ->
     return _apply(_skl_value, _skl_grads, student_lprobs, teacher_lprobs, skew)
 
 
-def srkl(student_lprobs: Tensor, teacher_lprobs: Tensor, *, skew: float = 0.1) -> Tensor:
+def srkl(student_lprobs: Tensor, teacher_lprobs: Tensor, *, skew: float = DEFAULT_SKEW) -> Tensor:
     """Skew reverse KL ``KL(q || (1 - skew) p + skew q)`` (DistiLLM).
 
     ``skew`` in ``[0, 1]``: 0 gives :func:`rkl`, 1 gives 0.  Bounded by
@@ -478,7 +498,7 @@ def srkl(student_lprobs: Tensor, teacher_lprobs: Tensor, *, skew: float = 0.1) -
     return _apply(_srkl_value, _srkl_grads, student_lprobs, teacher_lprobs, skew)
 
 
-def akl(student_lprobs: Tensor, teacher_lprobs: Tensor, *, mu: float = 0.5) -> Tensor:
+def akl(student_lprobs: Tensor, teacher_lprobs: Tensor, *, mu: float = DEFAULT_MU) -> Tensor:
     """Adaptive KL (Wu et al., 2024): ``w_h * fkl + w_t * rkl``.
 
     ``w_h = g_h / (g_h + g_t)``, ``w_t = g_t / (g_h + g_t)``, where ``g_h`` and
@@ -491,7 +511,7 @@ def akl(student_lprobs: Tensor, teacher_lprobs: Tensor, *, mu: float = 0.5) -> T
     return _apply(_akl_value, _akl_grads, student_lprobs, teacher_lprobs, mu)
 
 
-def todi(student_lprobs: Tensor, teacher_lprobs: Tensor, *, beta: float = 1.0) -> Tensor:
+def todi(student_lprobs: Tensor, teacher_lprobs: Tensor, *, beta: float = DEFAULT_BETA) -> Tensor:
     """Token-wise divergence interpolation ``sum_v w p log(p/q) + (1 - w) q log(q/p)``.
 
     ``w = sigmoid(beta * (log p - log q))`` per token, detached (a constant for
@@ -523,11 +543,16 @@ DIVERGENCE_PARAMS: Dict[str, Dict[str, float]] = {
     "rkl": {},
     "js": {},
     "tvd": {},
-    "skl": {"skew": 0.1},
-    "srkl": {"skew": 0.1},
-    "akl": {"mu": 0.5},
-    "todi": {"beta": 1.0},
+    "skl": {"skew": DEFAULT_SKEW},
+    "srkl": {"skew": DEFAULT_SKEW},
+    "akl": {"mu": DEFAULT_MU},
+    "todi": {"beta": DEFAULT_BETA},
 }
+
+
+def divergence_params(name: str, **candidates) -> Dict[str, float]:
+    """The subset of ``candidates`` (e.g. every ``--kd-*`` parameter) that divergence ``name`` takes."""
+    return {k: v for k, v in candidates.items() if k in DIVERGENCE_PARAMS[name]}
 
 
 def _check_name_and_params(name: str, params: dict) -> None:

@@ -18,13 +18,24 @@ restores them on ``--restore-file`` / resume. None of it reaches the student's `
 
 Learnable gates also keep the running means of the two losses (buffers ``gate.loss_means``,
 ``gate.loss_steps``) used by ``--gate-normalize``; they are saved and restored with the gate.
+They stay float32 when fairseq's trainer casts the criterion to float16/bfloat16 (``--fp16``,
+``--bf16``): in half precision an EMA step of 1 % of the mean is rounded away. Under DDP they are
+per rank: each rank's EMA of its own batches, not all-reduced (with ``--ddp-backend c10d
+--broadcast-buffers`` DDP copies rank 0's to every rank before each forward). The gate's
+gradient is averaged over the ranks as usual, so its parameters stay identical; a checkpoint
+stores rank 0's means.
+
+``build_gate`` checks the ``--gate*`` options and builds the gate.
 """
 import math
 
 import torch
 import torch.nn as nn
 
+from kd_nmt.errors import KDNMTError
+
 GATE_KINDS = ("learned", "fixed", "schedule", "input")
+GATE_EMA_MOMENTUM = 0.99  # running means of --gate-normalize
 
 
 def logit(p):
@@ -88,9 +99,21 @@ class _LearnableGate(Gate):
         self.register_buffer("loss_means", torch.ones(2))
         self.register_buffer("loss_steps", torch.zeros((), dtype=torch.long))
 
+    def _apply(self, fn, *args, **kwargs):
+        # .half() / .to(bfloat16) / .cuda() of the criterion: the running means follow the
+        # device but stay float32 (parameters are cast: fairseq's fp16 optimizers keep float32
+        # master copies of them, nothing does so for buffers)
+        means = self.loss_means
+        super()._apply(fn, *args, **kwargs)
+        self.loss_means = means.to(device=self.loss_means.device, dtype=torch.float32)
+        return self
+
     @torch.no_grad()
-    def update_loss_means(self, token_loss, sentence_loss, momentum):
-        """EMA of the two losses (the first call sets them); returns the updated means."""
+    def update_loss_means(self, token_loss, sentence_loss, momentum=GATE_EMA_MOMENTUM):
+        """EMA of the two losses in float32 (the first call sets them); returns the updated means.
+
+        Per rank under DDP (see the module docstring).
+        """
         x = torch.stack([token_loss.float(), sentence_loss.float()]).to(self.loss_means)
         if int(self.loss_steps) == 0:
             self.loss_means.copy_(x)
@@ -135,6 +158,47 @@ class InputGate(_LearnableGate):
         w = self.lr_scale * self.head.weight.float()
         b = self.lr_scale * self.head.bias.float()
         return (w ** 2).sum() + ((b - self.init_logit) ** 2).sum()
+
+
+def build_gate(cfg, encoder_dim=None):
+    """The gate described by hybrid_kd's ``--gate*`` options ``cfg``, every option checked.
+
+    ``encoder_dim``: the student's encoder output size (``--gate input`` without
+    ``--gate-input-dim``). Raises ``KDNMTError`` naming the option to fix.
+    """
+    kind, init, final = str(cfg.gate), cfg.gate_init, cfg.gate_final
+    reg, lr_scale = cfg.gate_reg, cfg.gate_lr_scale
+    learnable = kind in ("learned", "input")
+    if learnable and not 0.0 < init < 1.0:
+        raise KDNMTError(f"--gate {kind}: --gate-init must be in (0, 1) (G = sigmoid(...)), got {init}")
+    if not 0.0 <= init <= 1.0:
+        raise KDNMTError(f"--gate-init must be in [0, 1], got {init}")
+    if not learnable and (cfg.gate_normalize or reg or lr_scale != 1.0):
+        raise KDNMTError(
+            f"--gate-normalize / --gate-reg / --gate-lr-scale act on a learned gate; --gate {kind} "
+            "learns nothing (use --gate learned or --gate input)"
+        )
+    if reg < 0 or lr_scale <= 0:
+        raise KDNMTError(f"--gate-reg must be >= 0 and --gate-lr-scale > 0, got {reg}, {lr_scale}")
+    if kind != "schedule" and final is not None:
+        raise KDNMTError(f"--gate-final is for --gate schedule, not --gate {kind}")
+    if kind == "fixed":
+        return FixedGate(init)
+    if kind == "schedule":
+        if final is None or not 0.0 <= final <= 1.0:
+            raise KDNMTError(f"--gate schedule needs --gate-final in [0, 1], got {final}")
+        if not cfg.max_update or cfg.max_update <= 0:
+            raise KDNMTError("--gate schedule needs --max-update (the schedule's length)")
+        return ScheduleGate(init, final, cfg.max_update)
+    if kind == "learned":
+        return LearnedGate(init, lr_scale)
+    dim = cfg.gate_input_dim or encoder_dim
+    if not dim:
+        raise KDNMTError(
+            "--gate input: the student's encoder output size is unknown (build the model with "
+            "the kd_translation task first, or give --gate-input-dim)"
+        )
+    return InputGate(init, dim, lr_scale)
 
 
 def pooled_encoder_states(encoder_out, rows):

@@ -347,6 +347,32 @@ def test_skew_limits_and_monotonicity():
     assert torch.equal(divergence("skl", s, t), divergence("skl", s, t, skew=0.1))
 
 
+@pytest.mark.parametrize("skewed,plain", [("skl", "fkl"), ("srkl", "rkl")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_skew_zero_is_fkl_rkl_even_far_apart(skewed, plain, dtype):
+    # log-ratios below float32's log(tiny) (~ -104; float64: ~ -745): the mixture's log must
+    # not underflow to log 0 = -inf. Student and teacher each put ~all mass on their own token.
+    s = torch.tensor([[0.0, -300.0, -1.0, -2.0], [-900.0, 0.0, -3.0, 5.0]], dtype=dtype)
+    t = torch.tensor([[-300.0, 0.0, -2.0, -1.0], [0.0, -900.0, 1.0, -3.0]], dtype=dtype)
+    for tau in (1.0, 2.0):
+        x, y = s.clone().requires_grad_(True), s.clone().requires_grad_(True)
+        got = divergence(skewed, x, t, temperature=tau, skew=0.0)
+        want = divergence(plain, y, t, temperature=tau)
+        assert torch.isfinite(got).all() and (want > 5 / tau).all()
+        assert torch.allclose(got, want, rtol=1e-6)
+        got.sum().backward()
+        want.sum().backward()
+        assert torch.allclose(x.grad, y.grad, rtol=1e-6, atol=1e-12)
+    # a tiny skew is a tiny change, not a jump to inf (float64 reference by hand)
+    a = 1e-30
+    got = divergence(skewed, s, t, skew=a)
+    p, q = F.log_softmax(t.double(), -1), F.log_softmax(s.double(), -1)
+    x, y = (p, q) if skewed == "skl" else (q, p)  # KL(x || a x + (1 - a) y)
+    mix = torch.logaddexp(x + math.log(a), y + math.log1p(-a))
+    want = (x.exp() * (x - mix)).sum(-1)
+    assert torch.allclose(got.double(), want, rtol=1e-5)
+
+
 def test_todi_beta():
     s, t = _random_pair()
     fkl, rkl = divergence("fkl", s, t), divergence("rkl", s, t)

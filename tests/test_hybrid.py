@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from conftest import PLUGIN, TINY_ARCH, TRAIN_COMMON, first_batch, run, setup_in_process, tool
 from kd_nmt.errors import KDNMTError
+from kd_nmt.gates import GATE_EMA_MOMENTUM, InputGate, LearnedGate
 
 
 def teacher_like(pieces, i):
@@ -183,6 +184,37 @@ def test_gate_normalize_and_reg_change_only_the_gate_gradient(data_bin, teacher_
     assert not all(torch.allclose(p.grad, s) for p, s in zip(model.parameters(), student_grad))
 
 
+@pytest.mark.parametrize("gate_class", [LearnedGate, InputGate])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_gate_normalize_statistics_stay_float32_under_fp16_and_bf16(gate_class, dtype):
+    # fairseq's Trainer casts the criterion with --fp16 (criterion.half()) and --bf16
+    # (criterion.to(dtype=torch.bfloat16)); the running means must still see 1 % EMA steps
+    def new_gate():
+        gate = gate_class(0.5, 8) if gate_class is InputGate else gate_class(0.5)
+        return gate.half() if dtype == torch.float16 else gate.to(dtype=dtype)
+
+    gate = new_gate()
+    assert next(gate.parameters()).dtype == dtype  # the parameters are cast (fairseq keeps masters)
+    assert gate.loss_steps.dtype == torch.long
+    means = torch.tensor([4.06, 2.5], dtype=torch.float64)  # the exact EMA
+    gate.update_loss_means(*means.float(), GATE_EMA_MOMENTUM)
+    for step in range(300):  # the token loss falls to 3.33, the sentence loss rises a little
+        x = torch.tensor([3.33, 2.5 + step / 1000], dtype=torch.float64)
+        means = GATE_EMA_MOMENTUM * means + (1 - GATE_EMA_MOMENTUM) * x
+        gate.update_loss_means(*x.float(), GATE_EMA_MOMENTUM)
+    assert means[0] < 3.4  # (in bfloat16 the mean stayed at 4.06)
+    assert torch.allclose(gate.loss_means.double(), means, rtol=1e-5)
+    assert gate.loss_means.dtype == torch.float32
+    assert int(gate.loss_steps) == 301
+    # saved and restored exactly (a checkpoint of a --fp16 run, resumed in --bf16)
+    state = gate.state_dict()
+    assert state["loss_means"].dtype == torch.float32
+    resumed = gate_class(0.5, 8) if gate_class is InputGate else gate_class(0.5)
+    resumed = resumed.to(dtype=torch.bfloat16)
+    resumed.load_state_dict(state)
+    assert torch.equal(resumed.loss_means, gate.loss_means) and int(resumed.loss_steps) == 301
+
+
 def test_schedule_and_input_gates(data_bin, teacher_checkpoint, kd_bin):
     task, model, crit, sample = setup(data_bin, teacher_checkpoint, kd_bin, "--gate", "schedule",
                                    "--gate-init", "0.2", "--gate-final", "0.8")
@@ -278,9 +310,9 @@ def test_one_pass_objective_gives_the_model_the_same_gradient(data_bin, teacher_
     for one_pass in (True, False):
         _, model, criterion, sample = setup(data_bin, teacher_checkpoint, kd_bin, "--kd-temperature", "2",
                                             "--kd-topk", topk, criterion=criterion_name)
-        assert criterion.one_pass(model, model(**sample["net_input"])[0])
+        assert criterion.can_fuse(model, model(**sample["net_input"])[0])
         if not one_pass:
-            criterion.one_pass = lambda *args: False
+            criterion.can_fuse = lambda *args: False
         loss, _, log = criterion(model, sample)
         loss.backward()
         losses.append((loss.item(), log["nll_loss"].item(), log["kd_loss"].item(), log["teacher_nll_loss"].item()))

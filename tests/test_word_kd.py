@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import first_batch, setup_in_process
-from kd_nmt.criterions.kd_objective import KD_CHUNK_ROWS
-from kd_nmt.criterions.word_kd import token_kd_loss
+from kd_nmt.criterions.kd_objective import KD_CHUNK_ROWS, kd_objective
+from kd_nmt.criterions.word_kd import kd_term, top_k_support
 from kd_nmt.divergences import DIVERGENCES, divergence
 from kd_nmt.errors import KDNMTError
 
@@ -42,7 +42,9 @@ def test_word_kd_loss_equals_hand_computation(data_bin, teacher_checkpoint, alph
     mask = target.ne(pad)
     s_logits = model(**sample["net_input"])[0].detach()
     t_logits = task.teacher.models[0](**sample["net_input"])[0].detach()
-    ce = hand_label_smoothed_ce(F.log_softmax(s_logits, -1), target, ls, pad)
+    lprobs = F.log_softmax(s_logits, -1)
+    ce = hand_label_smoothed_ce(lprobs, target, ls, pad)
+    nll = -(lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1) * mask).sum()
     p = F.softmax(t_logits / tau, -1)
     kl = (p * (F.log_softmax(t_logits / tau, -1) - F.log_softmax(s_logits / tau, -1))).sum(-1)
     kd = (kl * mask).sum()
@@ -52,6 +54,9 @@ def test_word_kd_loss_equals_hand_computation(data_bin, teacher_checkpoint, alph
     assert log["kd_loss"].item() == pytest.approx(kd.item(), rel=1e-5)
     t_nll = -(F.log_softmax(t_logits, -1).gather(-1, target.unsqueeze(-1)).squeeze(-1) * mask).sum()
     assert log["teacher_nll_loss"].item() == pytest.approx(t_nll.item(), rel=1e-5)
+    # the student's gold NLL and CE are logged also with --kd-alpha 1 (no CE in the objective)
+    assert log["nll_loss"].item() == pytest.approx(nll.item(), rel=1e-5)
+    assert log["ce_loss"].item() == pytest.approx(ce.item(), rel=1e-5)
 
 
 def test_validation_loss_is_student_ce_on_gold(data_bin, teacher_checkpoint):
@@ -68,30 +73,93 @@ def test_validation_loss_is_student_ce_on_gold(data_bin, teacher_checkpoint):
     assert log["kd_loss"].item() > 0
 
 
-def test_topk_full_vocab_equals_full_and_small_k_renormalises(data_bin, teacher_checkpoint):
-    vocab = None
-    losses = {}
-    for k in ("0", "100000", "5"):
-        _, task, model, criterion = setup_in_process(
-            data_bin, kd_args(teacher_checkpoint, "--kd-alpha", "1.0", "--kd-topk", k)
-        )
-        vocab = len(task.target_dictionary)
-        sample = first_batch(task)
-        model.train()
-        losses[k] = criterion(model, sample)[2]["kd_loss"].item()
-        if k == "5":
-            # hand: restrict both distributions to the teacher's top-5 and renormalise
-            target, pad = sample["target"], task.target_dictionary.pad()
-            s = model(**sample["net_input"])[0].detach()
-            t = task.teacher.models[0](**sample["net_input"])[0].detach()
-            top, ids = t.topk(5, -1)
-            p = F.log_softmax(top, -1)
-            q = F.log_softmax(s.gather(-1, ids), -1)
-            expected = ((p.exp() * (p - q)).sum(-1) * target.ne(pad)).sum()
-            assert losses[k] == pytest.approx(expected.item(), rel=1e-5)
-    assert vocab < 100000
-    assert losses["100000"] == pytest.approx(losses["0"], rel=1e-6)
-    assert losses["5"] != pytest.approx(losses["0"], rel=1e-3)
+def test_topk_renormalises_both_sides_over_the_teacher_top_k(data_bin, teacher_checkpoint):
+    _, task, model, criterion = setup_in_process(
+        data_bin, kd_args(teacher_checkpoint, "--kd-alpha", "1.0", "--kd-topk", "5")
+    )
+    sample = first_batch(task)
+    model.train()
+    kd = criterion(model, sample)[2]["kd_loss"].item()
+    # hand: restrict both distributions to the teacher's top-5 and renormalise
+    target, pad = sample["target"], task.target_dictionary.pad()
+    s = model(**sample["net_input"])[0].detach()
+    t = task.teacher.models[0](**sample["net_input"])[0].detach()
+    top, ids = t.topk(5, -1)
+    p = F.log_softmax(top, -1)
+    q = F.log_softmax(s.gather(-1, ids), -1)
+    expected = ((p.exp() * (p - q)).sum(-1) * target.ne(pad)).sum()
+    assert kd == pytest.approx(expected.item(), rel=1e-5)
+    full = ((F.softmax(t, -1) * (F.log_softmax(t, -1) - F.log_softmax(s, -1))).sum(-1) * target.ne(pad)).sum()
+    assert kd != pytest.approx(full.item(), rel=1e-3)
+
+
+@pytest.mark.parametrize("name", sorted(DIVERGENCES))
+def test_a_sparse_teacher_of_every_id_is_the_full_vocabulary_loss(name):
+    # k = V (a full teacher cache, or every id of a live teacher): the sparse path (gather the
+    # student over the ids, renormalise, scatter the gradient back) must give the dense loss
+    # and gradient, whatever the order of the ids
+    torch.manual_seed(0)
+    B, T, V = 2, KD_CHUNK_ROWS // 2 + 5, 11
+    student = torch.randn(B, T, V, dtype=torch.float64, requires_grad=True)
+    teacher = F.log_softmax(2 * torch.randn(B, T, V, dtype=torch.float64), -1)
+    target = torch.randint(4, V, (B, T))
+    target[1, -4:] = 1
+    ids = torch.stack([torch.randperm(V) for _ in range(B * T)]).view(B, T, V)
+    sparse = (ids, teacher.gather(-1, ids))
+    assert top_k_support(sparse, V) is sparse and top_k_support(teacher, V) is teacher
+    results = []
+    for dist in (teacher, sparse):
+        objective = kd_objective(student, dist, target, 1, ce_weight=0.3, epsilon=0.1, kd_weight=0.7 * 4,
+                                 name=name, temperature=2.0)
+        (objective.objective * 1.5).backward()
+        with torch.no_grad():  # the plain (no-gradient) KD term of both paths, too
+            results.append((objective, kd_term(student, dist, target, 1, name, temperature=2.0), student.grad))
+        student.grad = None
+    (dense, dense_kd, dense_grad), (cut, cut_kd, cut_grad) = results
+    for a, b in zip(dense, cut):
+        assert a.item() == pytest.approx(b.item(), rel=1e-10, abs=1e-12)
+    assert dense_kd.item() == pytest.approx(cut_kd.item(), rel=1e-10) == pytest.approx(dense.kd.item(), rel=1e-10)
+    assert torch.allclose(dense_grad, cut_grad, rtol=1e-8, atol=1e-12)
+
+
+def test_ignore_prefix_size_drops_the_same_positions_from_both_terms(data_bin, teacher_checkpoint):
+    # --ignore-prefix-size 2: fairseq's CE term skips the first 2 target positions; the KD term
+    # (and the logged teacher NLL) must skip the same ones, on every path
+    _, task, model, criterion = setup_in_process(
+        data_bin, kd_args(teacher_checkpoint, "--kd-alpha", "0.5", "--label-smoothing", "0.1",
+                          "--ignore-prefix-size", "2"),
+    )
+    sample = first_batch(task)
+    pad = task.target_dictionary.pad()
+    target = sample["target"][:, 2:]
+    mask = target.ne(pad)
+    with torch.no_grad():
+        s = model(**sample["net_input"])[0][:, 2:]
+        t = task.teacher.models[0](**sample["net_input"])[0][:, 2:]
+    lp, lq = F.log_softmax(t, -1), F.log_softmax(s, -1)
+    kd = ((lp.exp() * (lp - lq)).sum(-1) * mask).sum()
+    ce = hand_label_smoothed_ce(lq, target, 0.1, pad)
+    t_nll = -(lp.gather(-1, target.unsqueeze(-1)).squeeze(-1) * mask).sum()
+    model.train()
+    loss, _, log = criterion(model, sample)  # the one-pass objective
+    loss.backward()
+    grad = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    criterion.can_fuse = lambda *args: False  # CE and KD computed apart
+    loss2, _, log2 = criterion(model, sample)
+    loss2.backward()
+    for out in (log, log2):
+        assert out["kd_loss"].item() == pytest.approx(kd.item(), rel=1e-5)
+        assert out["ce_loss"].item() == pytest.approx(ce.item(), rel=1e-5)
+        assert out["teacher_nll_loss"].item() == pytest.approx(t_nll.item(), rel=1e-5)
+    assert loss.item() == pytest.approx((0.5 * ce + 0.5 * kd).item(), rel=1e-5)
+    assert loss2.item() == pytest.approx(loss.item(), rel=1e-5)
+    for a, p in zip(grad, model.parameters()):
+        assert torch.allclose(a, p.grad, rtol=1e-4, atol=1e-6)
+    model.eval()
+    with torch.no_grad():
+        log = criterion(model, sample)[2]
+    assert log["kd_loss"].item() == pytest.approx(kd.item(), rel=1e-5)
 
 
 def test_gradient_reaches_student_not_teacher(data_bin, teacher_checkpoint):
@@ -195,7 +263,7 @@ def test_memory_lean_path_has_the_plain_value_and_gradient(name):
     teacher = torch.randn(B, T, V, dtype=torch.float64)
     target = torch.randint(4, V, (B, T))
     target[0, -20:] = 1  # padding
-    lean = token_kd_loss(student, teacher, target, 1, name, temperature=2.0)
+    lean = kd_term(student, teacher, target, 1, name, temperature=2.0)
     (lean * 3.0).backward()
     lean_grad = student.grad.clone()
     student.grad = None

@@ -9,7 +9,7 @@ Layout of a cache directory (``kd-nmt cache-teacher --out CACHE``)::
     CACHE/chunks/00000/          sentences [0, S) of the split, S = meta["chunk_sentences"]
         target.npy  [n, ]        gold target token of each row (int16 if V < 32768 else int32)
         ids.npy     [n, k]       the teacher's k most probable token ids, most probable first (same dtype)
-        logp.npy    [n, k]       their log-probabilities, float16
+        logp.npy    [n, k]       their log-probabilities, float16 (default) or float32 (meta "logp_dtype")
         nll.npy     [n, ]        the teacher's NLL of the gold token, float32
     CACHE/chunks/00001/ ...
 
@@ -22,6 +22,11 @@ Log-probabilities are at temperature 1, normalised over the *full* vocabulary (a
 averages probabilities), and only then truncated to the top k: they are not renormalised over
 the k kept ids. A KD criterion renormalises over the ids itself (at its own temperature:
 ``softmax(logp / tau)`` over the k ids is the tempered teacher restricted to them).
+
+float16 keeps ~3 significant digits of each log-prob (relative error up to 2^-11 ~ 5e-4): a
+k = V float16 cache matches the live teacher's loss to ~1e-3 relative, not exactly. A float32
+cache (``logp_dtype="float32"``, twice the log-prob bytes) stores the teacher's float32
+log-probs as computed: with k = V the KD term equals the live one to float32 rounding.
 
 A chunk is written into ``chunks/NNNNN.tmp/`` and renamed to ``chunks/NNNNN/`` when all four
 arrays are flushed (an atomic directory rename): a chunk directory is always complete, and an
@@ -48,7 +53,8 @@ from kd_nmt.errors import KDNMTError
 FORMAT = "kd_nmt.teacher_cache"
 VERSION = 1
 ARRAYS = ("target", "ids", "logp", "nll")  # per chunk, in this order
-LOGP_DTYPE = np.float16
+LOGP_DTYPES = ("float16", "float32")  # meta "logp_dtype"; the first is the default
+LOGP_DTYPE = np.float16  # the default, as a numpy dtype
 NLL_DTYPE = np.float32
 # float16 covers +-65504; a log-prob below this (never seen in practice) is clamped to it
 LOGP_MIN = -60000.0
@@ -58,7 +64,7 @@ LOG_PROBS_NOTE = (
 )
 # meta fields that must agree for a rerun to resume into an existing --out directory
 BUILD_KEYS = (
-    "format", "version", "teacher", "k", "vocab_size", "ids_dtype", "split", "source_lang",
+    "format", "version", "teacher", "k", "vocab_size", "ids_dtype", "logp_dtype", "split", "source_lang",
     "target_lang", "dictionaries", "data", "n_sentences", "n_tokens", "chunk_sentences",
 )
 
@@ -149,9 +155,19 @@ def expected_shapes(n_rows, k):
     return {"target": (n_rows,), "ids": (n_rows, k), "logp": (n_rows, k), "nll": (n_rows,)}
 
 
-def expected_dtypes(vocab_size):
+def logp_dtype(name=None):
+    """The numpy dtype of the stored log-probs: ``name`` one of ``LOGP_DTYPES`` (None: the default)."""
+    if name is None:
+        return np.dtype(LOGP_DTYPE)
+    if str(name) not in LOGP_DTYPES:
+        raise KDNMTError(f"teacher cache log-probs must be one of {', '.join(LOGP_DTYPES)}, got {name!r}")
+    return np.dtype(str(name))
+
+
+def expected_dtypes(vocab_size, logp=None):
+    """dtype of every chunk array; ``logp``: the log-probs' dtype name (None: the default)."""
     i = np.dtype(ids_dtype(vocab_size))
-    return {"target": i, "ids": i, "logp": np.dtype(LOGP_DTYPE), "nll": np.dtype(NLL_DTYPE)}
+    return {"target": i, "ids": i, "logp": logp_dtype(logp), "nll": np.dtype(NLL_DTYPE)}
 
 
 def npy_problem(path, shape, dtype):
@@ -183,12 +199,12 @@ def npy_problem(path, shape, dtype):
 class ChunkWriter:
     """Memory-mapped arrays of one chunk in ``NNNNN.tmp/``; ``commit()`` renames it into place."""
 
-    def __init__(self, cache_dir, index, n_rows, k, vocab_size):
+    def __init__(self, cache_dir, index, n_rows, k, vocab_size, logp=None):
         self.final = chunk_dir(cache_dir, index)
         self.tmp = self.final + ".tmp"
         shutil.rmtree(self.tmp, ignore_errors=True)
         os.makedirs(self.tmp)
-        dtypes = expected_dtypes(vocab_size)
+        dtypes = expected_dtypes(vocab_size, logp)
         self.arrays = {
             name: np.lib.format.open_memmap(
                 os.path.join(self.tmp, f"{name}.npy"), mode="w+", dtype=dtypes[name], shape=shape
@@ -229,6 +245,7 @@ class TeacherCache:
             )
         self.k = int(meta["k"])
         self.vocab_size = int(meta["vocab_size"])
+        self.logp_dtype = meta.get("logp_dtype", np.dtype(LOGP_DTYPE).name)
         offsets_path = os.path.join(self.path, "offsets.npy")
         n = int(meta["n_sentences"])
         problem = npy_problem(offsets_path, (n + 1,), np.int64)
@@ -240,7 +257,7 @@ class TeacherCache:
         self.ranges = chunk_ranges(n, int(meta["chunk_sentences"]))
         # first global row of every chunk (+ the end), for row -> chunk lookups
         self.chunk_rows = np.array([self.offsets[s] for s, _ in self.ranges] + [self.offsets[n]], dtype=np.int64)
-        dtypes = expected_dtypes(self.vocab_size)
+        dtypes = expected_dtypes(self.vocab_size, self.logp_dtype)
         for c, (s, e) in enumerate(self.ranges):
             shapes = expected_shapes(int(self.offsets[e] - self.offsets[s]), self.k)
             for name in ARRAYS:
@@ -292,7 +309,7 @@ class TeacherCache:
         # global row of every output row: starts[b] + 0 .. lengths[b]-1
         rows = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
         chunks = np.searchsorted(self.chunk_rows, rows, side="right") - 1
-        dtypes = expected_dtypes(self.vocab_size)
+        dtypes = expected_dtypes(self.vocab_size, self.logp_dtype)
         out = {
             name: np.empty((total,) + ((self.k,) if name in ("ids", "logp") else ()), dtype=dtypes[name])
             for name in ARRAYS

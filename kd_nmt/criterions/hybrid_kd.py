@@ -24,9 +24,10 @@ detached, mean-pooled encoder output). Remedies for a learned gate that drifts t
 is smaller (off by default):
 
 * ``--gate-normalize``: the gate's gradient sees each loss divided by its running mean (EMA,
-  momentum ``GATE_EMA_MOMENTUM``), dL/dg = G (1 - G) (L_token / m_token - L_sentence / m_sentence);
-  the student's gradient and the loss value are unchanged (straight-through: the normalized
-  losses enter only through ``G - G.detach()``, which is 0);
+  momentum ``kd_nmt.gates.GATE_EMA_MOMENTUM``, float32, per rank under DDP),
+  dL/dg = G (1 - G) (L_token / m_token - L_sentence / m_sentence); the student's gradient and
+  the loss value are unchanged (straight-through: the normalized losses enter only through
+  ``G - G.detach()``, which is 0);
 * ``--gate-reg lam``: adds ``lam / 2 * |gate params - init|^2`` to the objective (an L2 pull of
   the gate logit back to logit(--gate-init));
 * ``--gate-lr-scale s``: G = sigmoid(s * theta); with Adam the gate then moves ~s times as fast.
@@ -50,18 +51,10 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 from omegaconf import II
 
-from kd_nmt.criterions.word_kd import WordKDConfig, WordKDCriterion, token_kd_loss
+from kd_nmt.criterions.kd_objective import ObjectiveParts
+from kd_nmt.criterions.word_kd import WordKDConfig, WordKDCriterion, kd_term
 from kd_nmt.errors import KDNMTError
-from kd_nmt.gates import (
-    GATE_KINDS,
-    FixedGate,
-    InputGate,
-    LearnedGate,
-    ScheduleGate,
-    pooled_encoder_states,
-)
-
-GATE_EMA_MOMENTUM = 0.99  # running means of --gate-normalize
+from kd_nmt.gates import GATE_KINDS, build_gate, pooled_encoder_states
 
 
 @dataclass
@@ -97,79 +90,18 @@ class HybridKDConfig(WordKDConfig):
 class HybridKDCriterion(WordKDCriterion):
     """G * word_kd(gold) + (1 - G) * label-smoothed CE(teacher output), both per-token means."""
 
-    def __init__(
-        self,
-        task,
-        sentence_avg,
-        label_smoothing,
-        ignore_prefix_size=0,
-        report_accuracy=False,
-        kd_alpha=0.5,
-        kd_temperature=1.0,
-        kd_divergence="fkl",
-        kd_topk=0,
-        kd_beta=1.0,
-        kd_skew=0.1,
-        kd_mu=0.5,
-        gate="learned",
-        gate_init=0.5,
-        gate_final=None,
-        gate_normalize=False,
-        gate_reg=0.0,
-        gate_lr_scale=1.0,
-        gate_input_dim=0,
-        max_update=0,
-    ):
-        super().__init__(
-            task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy,
-            kd_alpha, kd_temperature, kd_divergence, kd_topk, kd_beta, kd_skew, kd_mu,
-        )
+    def __init__(self, cfg: HybridKDConfig, task):
+        super().__init__(cfg, task)
         if not getattr(task.cfg, "sentence_kd_data", None):
             raise KDNMTError(
                 "--criterion hybrid_kd needs the teacher's translations of the train source: "
                 "--sentence-kd-data DIR (a data-bin line-aligned with the train split, from "
                 "`kd-nmt relabel --binarize-to DIR`)"
             )
-        self.gate = self.build_gate(
-            str(gate), gate_init, gate_final, gate_normalize, gate_reg, gate_lr_scale,
-            gate_input_dim, max_update, task,
-        )
-        self.gate_normalize = gate_normalize
-        self.gate_reg = gate_reg
-
-    @staticmethod
-    def build_gate(kind, init, final, normalize, reg, lr_scale, input_dim, max_update, task):
-        learnable = kind in ("learned", "input")
-        if learnable and not 0.0 < init < 1.0:
-            raise KDNMTError(f"--gate {kind}: --gate-init must be in (0, 1) (G = sigmoid(...)), got {init}")
-        if not 0.0 <= init <= 1.0:
-            raise KDNMTError(f"--gate-init must be in [0, 1], got {init}")
-        if not learnable and (normalize or reg or lr_scale != 1.0):
-            raise KDNMTError(
-                f"--gate-normalize / --gate-reg / --gate-lr-scale act on a learned gate; --gate {kind} "
-                "learns nothing (use --gate learned or --gate input)"
-            )
-        if reg < 0 or lr_scale <= 0:
-            raise KDNMTError(f"--gate-reg must be >= 0 and --gate-lr-scale > 0, got {reg}, {lr_scale}")
-        if kind != "schedule" and final is not None:
-            raise KDNMTError(f"--gate-final is for --gate schedule, not --gate {kind}")
-        if kind == "fixed":
-            return FixedGate(init)
-        if kind == "schedule":
-            if final is None or not 0.0 <= final <= 1.0:
-                raise KDNMTError(f"--gate schedule needs --gate-final in [0, 1], got {final}")
-            if not max_update or max_update <= 0:
-                raise KDNMTError("--gate schedule needs --max-update (the schedule's length)")
-            return ScheduleGate(init, final, max_update)
-        if kind == "learned":
-            return LearnedGate(init, lr_scale)
-        dim = input_dim or getattr(getattr(task, "student_model_cfg", None), "encoder_embed_dim", None)
-        if not dim:
-            raise KDNMTError(
-                "--gate input: the student's encoder output size is unknown (build the model with "
-                "the kd_translation task first, or give --gate-input-dim)"
-            )
-        return InputGate(init, dim, lr_scale)
+        student = getattr(task, "student_model_cfg", None)
+        self.gate = build_gate(cfg, encoder_dim=getattr(student, "encoder_embed_dim", None))
+        self.gate_normalize = cfg.gate_normalize
+        self.gate_reg = cfg.gate_reg
 
     @classmethod
     def criterion_name(cls):
@@ -237,27 +169,24 @@ class HybridKDCriterion(WordKDCriterion):
                 )
         return gold_out, teacher_out, features
 
-    def token_level(self, model, gold_out, sample, per_sentence):
-        """word_kd on the gold target: (token loss, ce, nll, kd, teacher_nll); [B] or sums."""
-        if not per_sentence:
-            return self.token_objective(model, gold_out, sample)
+    def objective_per_sentence(self, model, gold_out, sample) -> ObjectiveParts:
+        """word_kd's objective of each sentence on its gold target: ``objective`` ``[B]``, the
+        parts summed over the batch (the ``--gate input`` path: one G per sentence)."""
         bsz = sample["target"].size(0)
         ce, nll = self.compute_loss(model, gold_out, sample, reduce=False)
         ce, nll = ce.view(bsz, -1).sum(1), nll.view(bsz, -1).sum(1)
-        student = gold_out[0]
-        dist, teacher_nll = self.task.teacher.distribution(sample, like=student)
-        target = sample["target"]
+        student = self.positions(gold_out[0])
+        dist, target, teacher_nll = self.teacher_on(sample, like=gold_out[0])
 
-        def row(i):  # word_kd's own token_kd_loss, one sentence at a time
+        def row(i):  # word_kd's own KD term, one sentence at a time
             d = tuple(x[i:i + 1] for x in dist) if isinstance(dist, tuple) else dist[i:i + 1]
-            return token_kd_loss(
+            return kd_term(
                 student[i:i + 1], d, target[i:i + 1], self.padding_idx, self.kd_divergence,
-                self.kd_temperature, self.kd_topk, **self.kd_params,
+                self.kd_temperature, **self.kd_params,
             )
 
         kd = torch.stack([row(i) for i in range(bsz)])
-        teacher_nll = teacher_nll.masked_fill(target.eq(self.padding_idx), 0.0).sum()
-        return self.mix(ce, kd, True), ce.sum(), nll.sum(), kd.sum(), teacher_nll
+        return ObjectiveParts(self.objective_from(ce, kd), ce.sum(), nll.sum(), kd.sum(), teacher_nll)
 
     def sentence_level(self, model, teacher_out, sample, per_sentence):
         """Label-smoothed CE on the teacher target: (loss, nll); [B] or sums."""
@@ -278,7 +207,10 @@ class HybridKDCriterion(WordKDCriterion):
             )
         per_sentence = self.gate.per_sentence
         gold_out, teacher_out, features = self.student_forward(model, sample)
-        tok, ce, nll, kd, teacher_nll = self.token_level(model, gold_out, sample, per_sentence)
+        if per_sentence:
+            tok, ce, nll, kd, teacher_nll = self.objective_per_sentence(model, gold_out, sample)
+        else:
+            tok, ce, nll, kd, teacher_nll = self.training_objective(model, gold_out, sample)
         sent, sent_nll = self.sentence_level(model, teacher_out, sample, per_sentence)
 
         bsz = sample["target"].size(0)
@@ -288,13 +220,13 @@ class HybridKDCriterion(WordKDCriterion):
         a, b = tok / max(n_tok, 1), sent / max(n_sent, 1)  # per-token (per-sentence) contributions
         gate = self.gate(features).to(a.device)
         if self.gate_normalize:
-            means = self.gate.update_loss_means(a.sum().detach(), b.sum().detach(), GATE_EMA_MOMENTUM)
+            means = self.gate.update_loss_means(a.sum().detach(), b.sum().detach())
             fixed = gate.detach()
             signal = a.detach() / means[0].clamp_min(1e-8) - b.detach() / means[1].clamp_min(1e-8)
             objective = (fixed * a + (1 - fixed) * b).sum() + ((gate - fixed) * signal).sum()
         else:
             if self.gate.learnable:  # keep the running means current (logged, restored)
-                self.gate.update_loss_means(a.sum().detach(), b.sum().detach(), GATE_EMA_MOMENTUM)
+                self.gate.update_loss_means(a.sum().detach(), b.sum().detach())
             objective = (gate * a + (1 - gate) * b).sum()
         if self.gate_reg:
             objective = objective + 0.5 * self.gate_reg * self.gate.distance_from_init().to(objective)

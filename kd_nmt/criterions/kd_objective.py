@@ -15,10 +15,21 @@ logits and the teacher's distribution once, chunk by chunk, while each chunk is 
 ``consume_teacher=True`` the gradient is written over the teacher's ``[tokens x V]`` scores
 (row by row, after they are read), so not even that buffer is new.
 
-The gold CE and the teacher's gold NLL come out of the same pass (for logging). First-order
-only; the graph is backpropagated once (as fairseq's trainer does). Same values and gradients
-as the plain computation (``tests/test_kd_objective.py``).
+Precision: every chunk is computed in float32 (float64 for float64 logits) and the gradient is
+kept in that dtype until backward, where it is multiplied by the incoming gradient (fairseq's
+fp16 loss scale) *before* it is cast to the logits' dtype. Written in float16 before the scale,
+the many small entries of a 32k-vocabulary gradient would flush to zero; this way the logits'
+float16/bfloat16 gradient is the exact one rounded once, as on fairseq's own CE path (which
+also keeps a float32 ``[tokens x V]``, its log-probs). The teacher buffer is reused only when it
+has that dtype.
+
+The gold CE and NLL (also when ``ce_weight`` is 0, for logging) and the teacher's gold NLL come
+out of the same pass. First-order only; the graph is backpropagated once (as fairseq's trainer
+does). Same values and gradients as the plain computation (``tests/test_kd_objective.py``).
 """
+from dataclasses import dataclass
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
@@ -30,8 +41,40 @@ from kd_nmt.divergences import divergence_from_log_probs
 KD_CHUNK_ROWS = 32
 
 
-def _chunk(s, t, ids, target, keep, ce_weight, epsilon, kd_weight, name, temperature, params, nll_of_teacher):
-    """One chunk: (d objective / d logits [r, V], stats [ce, nll, kd, teacher_nll]), >= float32.
+class ObjectiveParts(NamedTuple):
+    """The objective and its parts: scalar sums over the non-pad target tokens (natural log).
+
+    Only ``objective`` carries a gradient; the parts are for logging.
+    """
+
+    objective: torch.Tensor  # ce_weight * ce + kd_weight * kd
+    ce: torch.Tensor  # label-smoothed CE of the gold tokens
+    nll: torch.Tensor  # NLL of the gold tokens
+    kd: torch.Tensor  # sum_t D(p_T^tau || p_S^tau)
+    teacher_nll: torch.Tensor  # the teacher's NLL of the gold tokens, at temperature 1
+
+
+@dataclass(frozen=True)
+class _Settings:
+    padding_idx: int
+    ce_weight: float
+    epsilon: float
+    kd_weight: float
+    name: str
+    temperature: float
+    params: dict
+    consume_teacher: bool
+    nll_of_teacher: bool
+
+
+def _gold_nll(scores, target):
+    """``-log softmax(scores)[target]`` ``[r]`` without a ``[r, V]`` log-softmax, and the logsumexp."""
+    lse = torch.logsumexp(scores, dim=-1)
+    return lse - scores.gather(-1, target[:, None]).squeeze(-1), lse
+
+
+def _chunk(s, t, ids, target, keep, cfg):
+    """One chunk: (d objective / d logits ``[r, V]``, its ``ObjectiveParts``), >= float32.
 
     s: ``[r, V]`` student logits; t: ``[r, V]`` teacher scores, or ``[r, k]`` scores of the
     teacher's tokens ``ids`` ``[r, k]`` (a sparse teacher; ``ids`` None for a dense one);
@@ -39,50 +82,43 @@ def _chunk(s, t, ids, target, keep, ce_weight, epsilon, kd_weight, name, tempera
     """
     dtype = torch.float64 if s.dtype == torch.float64 else torch.float32  # at least float32
     s, t, keep = s.to(dtype), t.to(dtype), keep.to(dtype)
-    tau = float(temperature)
+    tau = float(cfg.temperature)
     s_kd = s if ids is None else s.gather(-1, ids)  # the student over the teacher's support
     lq = F.log_softmax(s_kd if tau == 1.0 else s_kd / tau, dim=-1)  # student log-probs at tau
     lp = F.log_softmax(t if tau == 1.0 else t / tau, dim=-1)  # teacher log-probs at tau
-    stats = s.new_zeros(4)
-    if nll_of_teacher:
-        lp1 = lp if tau == 1.0 else F.log_softmax(t, dim=-1)
-        stats[3] = -(lp1.gather(-1, target[:, None]).squeeze(-1) * keep).sum()
+    zero = s.new_zeros(())
+    teacher_nll = (_gold_nll(t, target)[0] * keep).sum() if cfg.nll_of_teacher else zero
     with torch.enable_grad():  # the divergence's own hand-written backward, w.r.t. log q
         lq_leaf = lq.detach().requires_grad_(True)
-        kd = (divergence_from_log_probs(name, lq_leaf, lp, **params) * keep).sum()
+        kd = (divergence_from_log_probs(cfg.name, lq_leaf, lp, **cfg.params) * keep).sum()
         (g_lq,) = torch.autograd.grad(kd, lq_leaf)
-    stats[2] = kd.detach()
+    kd = kd.detach()
     del lp
     # back through log_softmax(s_kd / tau): d/ds_kd = (g - q_tau * sum g) / tau
     q_tau = lq.exp()
-    g_kd = q_tau.mul(g_lq.sum(-1, keepdim=True)).neg_().add_(g_lq).mul_(kd_weight / tau)
+    g_kd = q_tau.mul(g_lq.sum(-1, keepdim=True)).neg_().add_(g_lq).mul_(cfg.kd_weight / tau)
     del g_lq
-    if ids is None:
-        grad = g_kd
-    else:
-        grad = torch.zeros_like(s).scatter_add_(-1, ids, g_kd)
-    if ce_weight:
-        if tau == 1.0 and ids is None:
-            ls, q = lq, q_tau
-        else:
-            ls = F.log_softmax(s, dim=-1)
-            q = ls.exp()
-        eps_i = epsilon / (s.size(-1) - 1)
-        nll = -ls.gather(-1, target[:, None]).squeeze(-1) * keep
-        smooth = -ls.sum(-1) * keep
-        stats[0] = ((1.0 - epsilon - eps_i) * nll + eps_i * smooth).sum()
-        stats[1] = nll.sum()
+    grad = g_kd if ids is None else torch.zeros_like(s).scatter_add_(-1, ids, g_kd)
+    # gold CE and NLL: always (logged even when ce_weight is 0); a logsumexp and two sums
+    eps, V = cfg.epsilon, s.size(-1)
+    eps_i = eps / (V - 1)
+    gold_nll, lse = _gold_nll(s, target)
+    nll = (gold_nll * keep).sum()
+    smooth = ((lse * V - s.sum(-1)) * keep).sum()  # sum_v -log q_v
+    ce = (1.0 - eps - eps_i) * nll + eps_i * smooth
+    if cfg.ce_weight:
+        q = q_tau if tau == 1.0 and ids is None else s.sub(lse[:, None]).exp_()
         # d CE / d logits = q - eps_i - (1 - eps - eps_i) * onehot(target), on real tokens
-        w = (ce_weight * keep)[:, None]
+        w = (cfg.ce_weight * keep)[:, None]
         grad.add_(q.sub(eps_i).mul_(w))
-        grad.scatter_add_(-1, target[:, None], -(1.0 - epsilon - eps_i) * w)
-    return grad, stats
+        grad.scatter_add_(-1, target[:, None], -(1.0 - eps - eps_i) * w)
+    objective = cfg.ce_weight * ce + cfg.kd_weight * kd
+    return grad, ObjectiveParts(objective, ce, nll, kd, teacher_nll)
 
 
 class _KDObjective(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, teacher, target, padding_idx, ce_weight, epsilon, kd_weight, name,
-                temperature, params, consume_teacher, nll_of_teacher):
+    def forward(ctx, logits, teacher, target, cfg):
         V = logits.size(-1)
         student = logits.detach().reshape(-1, V)
         if isinstance(teacher, tuple):  # sparse: (ids [B, T, k], scores [B, T, k])
@@ -90,54 +126,54 @@ class _KDObjective(torch.autograd.Function):
         else:
             ids, scores = None, teacher.detach().reshape(-1, V)
         target = target.reshape(-1)
-        keep = target.ne(padding_idx).to(torch.float32)
+        keep = target.ne(cfg.padding_idx).to(torch.float32)
+        grad_dtype = torch.promote_types(student.dtype, torch.float32)  # see the module docstring
         reuse = (
-            consume_teacher
+            cfg.consume_teacher
             and ids is None
-            and scores.dtype == student.dtype
+            and scores.dtype == grad_dtype
             and scores.data_ptr() == teacher.data_ptr()
             and teacher.is_contiguous()
         )
-        grad = scores if reuse else torch.empty_like(student)
-        stats = torch.zeros(4, dtype=torch.float64, device=student.device)
+        grad = scores if reuse else torch.empty(student.shape, dtype=grad_dtype, device=student.device)
+        totals = ObjectiveParts(*(torch.zeros((), dtype=torch.float64, device=student.device),) * 5)
         for start in range(0, student.size(0), KD_CHUNK_ROWS):
             rows = slice(start, start + KD_CHUNK_ROWS)
-            g, st = _chunk(
-                student[rows], scores[rows], None if ids is None else ids[rows], target[rows],
-                keep[rows], ce_weight, epsilon, kd_weight, name, temperature, params, nll_of_teacher,
+            g, parts = _chunk(
+                student[rows], scores[rows], None if ids is None else ids[rows], target[rows], keep[rows], cfg
             )
             grad[rows] = g  # (over the teacher rows just read, when reuse)
-            stats += st.double()
+            totals = ObjectiveParts(*(total + part.double() for total, part in zip(totals, parts)))
         ctx.save_for_backward(grad)
-        ctx.shape = logits.shape
-        stats = stats.to(torch.promote_types(student.dtype, torch.float32))
-        objective = ce_weight * stats[0] + kd_weight * stats[2]
-        ctx.mark_non_differentiable(stats)
-        return objective, stats
+        ctx.shape, ctx.dtype = logits.shape, logits.dtype
+        totals = ObjectiveParts(*(total.to(grad_dtype) for total in totals))
+        ctx.mark_non_differentiable(*totals[1:])
+        return tuple(totals)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_objective, _grad_stats):
+    def backward(ctx, grad_objective, *_grad_parts):
         (grad,) = ctx.saved_tensors
-        return (grad.mul_(grad_objective).view(ctx.shape),) + (None,) * 11
+        # the incoming gradient (fp16 loss scale) applied before the cast: see the module docstring
+        grad = grad.mul_(grad_objective.to(grad.dtype)).to(ctx.dtype).view(ctx.shape)
+        return grad, None, None, None
 
 
 def kd_objective(student_logits, teacher, target, padding_idx, *, kd_weight, name, temperature=1.0,
-                 params=None, ce_weight=0.0, epsilon=0.0, consume_teacher=False, nll_of_teacher=False):
+                 params=None, ce_weight=0.0, epsilon=0.0, consume_teacher=False,
+                 nll_of_teacher=False) -> ObjectiveParts:
     """``ce_weight * CE + kd_weight * KD`` over the non-pad tokens, and its parts.
 
     student_logits: ``[B, T, V]`` (requires grad). teacher: ``[B, T, V]`` scores whose softmax
     is the teacher distribution (logits or log-probs), or a sparse teacher ``(ids [B, T, k],
     scores [B, T, k])`` (a cache, or a dense teacher's top k): then both sides are renormalised
-    over the teacher's ids for the KD term, as ``token_kd_loss`` does. target: ``[B, T]`` gold
+    over the teacher's ids for the KD term, as ``word_kd.kd_term`` does. target: ``[B, T]`` gold
     ids; positions equal to ``padding_idx`` contribute nothing. ``epsilon``: label smoothing of
     the CE term. ``consume_teacher``: write the gradient over a dense ``teacher`` (the caller
     must not read it again).
 
-    Returns ``(objective, ce, nll, kd, teacher_nll)``: scalar sums; only ``objective`` carries a
-    gradient (to ``student_logits``). ``ce``/``nll`` are 0 when ``ce_weight`` is 0;
-    ``teacher_nll`` (the teacher's gold NLL at temperature 1; dense teachers only) is 0 unless
-    ``nll_of_teacher``.
+    Returns ``ObjectiveParts(objective, ce, nll, kd, teacher_nll)``; ``teacher_nll`` (dense
+    teachers only) is 0 unless ``nll_of_teacher``.
     """
     if isinstance(teacher, tuple):
         ids, scores = teacher
@@ -152,9 +188,8 @@ def kd_objective(student_logits, teacher, target, padding_idx, *, kd_weight, nam
         raise ValueError(
             f"student logits {tuple(student_logits.shape)} and teacher {tuple(teacher.shape)} differ in shape"
         )
-    objective, stats = _KDObjective.apply(
-        student_logits, teacher, target, padding_idx, float(ce_weight), float(epsilon), float(kd_weight),
-        name, temperature, dict(params or {}), consume_teacher, nll_of_teacher,
+    cfg = _Settings(
+        padding_idx, float(ce_weight), float(epsilon), float(kd_weight), name, temperature,
+        dict(params or {}), consume_teacher, nll_of_teacher,
     )
-    ce, nll, kd, teacher_nll = stats.unbind()
-    return objective, ce, nll, kd, teacher_nll
+    return ObjectiveParts(*_KDObjective.apply(student_logits, teacher, target, cfg))

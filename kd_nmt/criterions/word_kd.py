@@ -1,22 +1,27 @@
 """Criterion ``word_kd``: word-level knowledge distillation (Hinton et al. 2015; Kim & Rush 2016).
 
-    loss = (1 - alpha) * label_smoothed_CE(student, gold) + alpha * tau^2 * sum_t D(p_T^tau || p_S^tau)
+The training objective (one noun, "the objective", for this sum; its two terms are "the CE
+term" and "the KD term"):
+
+    objective = (1 - alpha) * label_smoothed_CE(student, gold) + alpha * tau^2 * sum_t D(p_T^tau || p_S^tau)
 
 summed over the non-pad target tokens of the batch (fairseq's convention; the trainer divides
 by ``sample_size`` = number of target tokens). The teacher scores the *gold* prefix, the same
 ``prev_output_tokens`` the student sees. ``D`` is any divergence of ``kd_nmt.divergences``.
+Both terms see the same positions: with ``--ignore-prefix-size n`` the first n target
+positions are dropped from the KD term as fairseq drops them from the CE term.
 
 ``--kd-topk k`` keeps, per position, the teacher's ``k`` most probable tokens and renormalises
 *both* distributions over that set before ``D`` (reverse divergences are undefined where a
 truncated teacher is 0). The student's probability mass outside the set is then ignored by the
 KD term; the gold CE term still sees the whole vocabulary. ``k = 0`` (default) or ``k >= V`` is
-the exact full-vocabulary loss.
+the full-vocabulary loss. With ``--teacher-cache`` the teacher is the cache's top k' already;
+``--kd-topk k`` then keeps the top ``k <= k'`` of the cached ids (``k > k'`` is an error).
 
 Validation reports the student's label-smoothed CE on gold as ``loss`` (so
 ``--best-checkpoint-metric loss`` means what it means for a plain student); ``kd_loss`` and the
 teacher's gold NLL are logged beside it. All losses are logged in base 2, like fairseq's.
 """
-import inspect
 import math
 from dataclasses import dataclass, field
 
@@ -30,8 +35,15 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 
-from kd_nmt.criterions.kd_objective import kd_objective
-from kd_nmt.divergences import DIVERGENCES, divergence
+from kd_nmt.criterions.kd_objective import ObjectiveParts, kd_objective
+from kd_nmt.divergences import (
+    DEFAULT_BETA,
+    DEFAULT_MU,
+    DEFAULT_SKEW,
+    DIVERGENCES,
+    divergence,
+    divergence_params,
+)
 from kd_nmt.errors import KDNMTError
 
 
@@ -43,38 +55,39 @@ class WordKDConfig(LabelSmoothedCrossEntropyCriterionConfig):
         default="fkl", metadata={"help": "divergence D(p_teacher || p_student)"}
     )
     kd_topk: int = field(
-        default=0, metadata={"help": "keep the teacher's k most probable tokens, renormalise both (0 = all)"}
+        default=0,
+        metadata={"help": "keep the teacher's k most probable tokens, renormalise both (0 = all; with "
+                  "--teacher-cache: the top k of the cached ids, k <= the cache's k)"},
     )
-    kd_beta: float = field(default=1.0, metadata={"help": "ToDi: sharpness of the FKL/RKL weight"})
-    kd_skew: float = field(default=0.1, metadata={"help": "skl/srkl: skew of the mixture"})
-    kd_mu: float = field(default=0.5, metadata={"help": "akl: teacher mass that defines the head"})
-
-
-def divergence_params(name, **candidates):
-    """The subset of ``candidates`` (skew, mu, beta) that divergence ``name`` takes."""
-    accepted = inspect.signature(DIVERGENCES[name]).parameters
-    return {k: v for k, v in candidates.items() if k in accepted}
+    kd_beta: float = field(default=DEFAULT_BETA, metadata={"help": "ToDi: sharpness of the FKL/RKL weight"})
+    kd_skew: float = field(default=DEFAULT_SKEW, metadata={"help": "skl/srkl: skew of the mixture"})
+    kd_mu: float = field(default=DEFAULT_MU, metadata={"help": "akl: teacher mass that defines the head"})
 
 
 def top_k_support(teacher, topk):
-    """A dense teacher ``[..., V]`` cut to its ``topk`` best tokens as a sparse ``(ids, scores)``
-    teacher (``[..., k]`` each); a sparse teacher, or ``topk`` 0 or >= V, is returned as it is."""
-    if not isinstance(teacher, tuple) and 0 < topk < teacher.size(-1):
-        scores, ids = teacher.topk(topk, dim=-1)
-        return ids, scores
-    return teacher
+    """The teacher cut to its ``topk`` most probable tokens, as a sparse ``(ids, scores)`` teacher.
+
+    teacher: dense ``[..., V]`` scores, or sparse ``(ids, scores)`` ``[..., k]`` (a cache): then the
+    ``topk`` best of its ids. ``topk`` 0, or not below the teacher's size (V or k): returned as it is.
+    """
+    sparse = isinstance(teacher, tuple)
+    scores = teacher[1] if sparse else teacher
+    if not 0 < topk < scores.size(-1):
+        return teacher
+    top, where = scores.topk(topk, dim=-1)
+    return (teacher[0].gather(-1, where) if sparse else where), top
 
 
-def token_kd_loss(student_logits, teacher, target, padding_idx, name, temperature=1.0, topk=0, **params):
-    """Divergence per target token, summed over non-pad tokens (a scalar).
+def kd_term(student_logits, teacher, target, padding_idx, name, temperature=1.0, topk=0, **params):
+    """The KD term: the divergence per target token, summed over non-pad tokens (a scalar).
 
     student_logits: ``[B, T, V]``.
     teacher: ``[B, T, V]`` logits or log-probs whose softmax is the teacher distribution, or a
         sparse teacher ``(ids [B, T, k], log_probs [B, T, k])`` (e.g. from a cache).
     target: ``[B, T]`` gold ids; positions equal to ``padding_idx`` contribute nothing.
-    With ``topk`` > 0 (dense teacher) or a sparse teacher, both sides are renormalised over the
-    teacher's ids before the divergence (``[B, T, k]`` tensors: small). A dense full-vocabulary
-    teacher in training goes through ``kd_objective`` (memory-lean, same value and gradient).
+    With ``topk`` > 0 or a sparse teacher, both sides are renormalised over the teacher's ids
+    before the divergence (``[B, T, k]`` tensors: small). A dense full-vocabulary teacher in
+    training goes through ``kd_objective`` (memory-lean, same value and gradient).
     """
     teacher = top_k_support(teacher, topk)
     if isinstance(teacher, tuple):
@@ -85,7 +98,7 @@ def token_kd_loss(student_logits, teacher, target, padding_idx, name, temperatur
         return kd_objective(
             student_logits, teacher, target, padding_idx, kd_weight=1.0, name=name,
             temperature=temperature, params=params,
-        )[0]
+        ).objective
     else:
         teacher_scores, student_scores = teacher, student_logits
     per_token = divergence(name, student_scores, teacher_scores, temperature=temperature, **params)
@@ -96,109 +109,113 @@ def token_kd_loss(student_logits, teacher, target, padding_idx, name, temperatur
 class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
     """Label-smoothed CE on gold mixed with a token-level divergence to the task's teacher."""
 
-    def __init__(
-        self,
-        task,
-        sentence_avg,
-        label_smoothing,
-        ignore_prefix_size=0,
-        report_accuracy=False,
-        kd_alpha=0.5,
-        kd_temperature=1.0,
-        kd_divergence="fkl",
-        kd_topk=0,
-        kd_beta=1.0,
-        kd_skew=0.1,
-        kd_mu=0.5,
-    ):
-        super().__init__(task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy)
-        if not getattr(task, "has_teacher", False):
+    def __init__(self, cfg: WordKDConfig, task):
+        super().__init__(task, cfg.sentence_avg, cfg.label_smoothing, cfg.ignore_prefix_size, cfg.report_accuracy)
+        teacher = getattr(task, "teacher", None)
+        if teacher is None:
             raise KDNMTError(
                 f"--criterion {self.__class__.criterion_name()} needs a teacher: use "
                 "--task kd_translation with --teacher-path T.pt (or --teacher-cache DIR)"
             )
-        if not 0.0 <= kd_alpha <= 1.0:
-            raise KDNMTError(f"--kd-alpha must be in [0, 1], got {kd_alpha}")
-        if kd_temperature <= 0:
-            raise KDNMTError(f"--kd-temperature must be > 0, got {kd_temperature}")
-        if kd_topk < 0:
-            raise KDNMTError(f"--kd-topk must be >= 0, got {kd_topk}")
-        self.kd_alpha = kd_alpha
-        self.kd_temperature = kd_temperature
-        self.kd_divergence = str(kd_divergence)
-        self.kd_topk = kd_topk
-        self.kd_params = divergence_params(self.kd_divergence, skew=kd_skew, mu=kd_mu, beta=kd_beta)
+        if not 0.0 <= cfg.kd_alpha <= 1.0:
+            raise KDNMTError(f"--kd-alpha must be in [0, 1], got {cfg.kd_alpha}")
+        if cfg.kd_temperature <= 0:
+            raise KDNMTError(f"--kd-temperature must be > 0, got {cfg.kd_temperature}")
+        if cfg.kd_topk < 0:
+            raise KDNMTError(f"--kd-topk must be >= 0, got {cfg.kd_topk}")
+        cached_k = getattr(teacher, "k", None)  # a teacher cache holds the top k of V only
+        if cfg.kd_topk and cached_k is not None and cached_k < min(cfg.kd_topk, len(task.target_dictionary)):
+            raise KDNMTError(
+                f"--kd-topk {cfg.kd_topk} asks for more of the teacher than the teacher cache "
+                f"{teacher.cache.path!r} holds (its top {cached_k}): use --kd-topk {cached_k} or less "
+                f"(0 = every cached id), or rebuild the cache with `kd-nmt cache-teacher --topk {cfg.kd_topk}`"
+            )
+        self.kd_alpha = cfg.kd_alpha
+        self.kd_temperature = cfg.kd_temperature
+        self.kd_divergence = str(cfg.kd_divergence)
+        self.kd_topk = cfg.kd_topk
+        self.kd_params = divergence_params(self.kd_divergence, skew=cfg.kd_skew, mu=cfg.kd_mu, beta=cfg.kd_beta)
 
     @classmethod
     def criterion_name(cls):
         return "word_kd"
 
-    def kd_loss(self, student_logits, sample):
-        """(kd_sum, teacher_nll_sum) of the student's logits against the teacher on ``sample``."""
-        dist, teacher_nll = self.task.teacher.distribution(sample, like=student_logits)
-        target = sample["target"]
-        kd = token_kd_loss(
-            student_logits, dist, target, self.padding_idx, self.kd_divergence,
-            self.kd_temperature, self.kd_topk, **self.kd_params,
-        )
-        return kd, teacher_nll.masked_fill(target.eq(self.padding_idx), 0.0).sum()
+    def positions(self, x):
+        """``x`` ``[B, T, ...]`` (or a sparse teacher's pair) without the first
+        ``--ignore-prefix-size`` target positions: the positions fairseq's CE term sees."""
+        if isinstance(x, tuple):
+            return tuple(self.positions(part) for part in x)
+        return x[:, self.ignore_prefix_size:] if self.ignore_prefix_size else x
 
-    def mix(self, ce, kd, training):
-        """The word-KD objective in training; the student's CE on gold in validation."""
-        if not training:
-            return ce
+    def teacher_on(self, sample, like):
+        """The teacher on ``sample``'s gold prefix, at the CE term's positions, cut to --kd-topk:
+        ``(dist, target, teacher_nll)``; ``teacher_nll`` summed over the non-pad tokens."""
+        dist, teacher_nll = self.task.teacher.distribution(sample, like=like)
+        target = self.positions(sample["target"])
+        teacher_nll = self.positions(teacher_nll).masked_fill(target.eq(self.padding_idx), 0.0).sum()
+        return top_k_support(self.positions(dist), self.kd_topk), target, teacher_nll
+
+    def kd_and_teacher_nll(self, student_logits, sample):
+        """(KD term, teacher's gold NLL), sums over ``sample``'s tokens, for ``student_logits``."""
+        dist, target, teacher_nll = self.teacher_on(sample, like=student_logits)
+        kd = kd_term(
+            self.positions(student_logits), dist, target, self.padding_idx, self.kd_divergence,
+            self.kd_temperature, **self.kd_params,
+        )
+        return kd, teacher_nll
+
+    def objective_from(self, ce, kd):
+        """The objective from its two terms (sums, or ``[B]`` per sentence)."""
         return (1.0 - self.kd_alpha) * ce + self.kd_alpha * self.kd_temperature ** 2 * kd
 
-    def one_pass(self, model, logits):
-        """Whether the training objective can come from ``kd_objective``'s single pass.
+    def can_fuse(self, model, logits):
+        """Whether the objective can come from ``kd_objective``'s single pass.
 
-        It needs logits whose log-softmax is the model's distribution (no adaptive softmax, no
-        ignored prefix); else CE and KD are computed apart (same values).
+        It needs logits whose log-softmax is the model's distribution (no adaptive softmax) and
+        a graph to backpropagate; else the CE and KD terms are computed apart (same values).
         """
         decoder = getattr(model, "decoder", None)
         return (
             torch.is_grad_enabled()
             and logits.requires_grad
-            and self.ignore_prefix_size == 0
             and getattr(decoder, "adaptive_softmax", None) is None
         )
 
-    def token_objective(self, model, net_output, sample):
-        """Training: ``(objective, ce, nll, kd, teacher_nll)``, sums over the batch's gold tokens."""
+    def training_objective(self, model, net_output, sample) -> ObjectiveParts:
+        """The objective and its parts, sums over the batch's gold tokens."""
         logits = net_output[0]
-        if not self.one_pass(model, logits):
+        if not self.can_fuse(model, logits):
             ce, nll = self.compute_loss(model, net_output, sample, reduce=True)
-            kd, teacher_nll = self.kd_loss(logits, sample)
-            return self.mix(ce, kd, True), ce, nll, kd, teacher_nll
-        teacher, target = self.task.teacher, sample["target"]
-        full_vocab = not 0 < self.kd_topk < logits.size(-1)
-        if full_vocab and hasattr(teacher, "dense"):  # live teacher: its gold NLL from the pass
-            dist, teacher_nll = teacher.dense(sample, like=logits), None
+            kd, teacher_nll = self.kd_and_teacher_nll(logits, sample)
+            return ObjectiveParts(self.objective_from(ce, kd), ce, nll, kd, teacher_nll)
+        teacher = self.task.teacher
+        if hasattr(teacher, "dense") and not 0 < self.kd_topk < logits.size(-1):
+            # a live teacher, full vocabulary: its gold NLL comes out of the same pass
+            target = self.positions(sample["target"])
+            dist, teacher_nll = self.positions(teacher.dense(sample, like=logits)), None
         else:  # a cache (sparse), or a live teacher cut to --kd-topk
-            dist, teacher_nll = teacher.distribution(sample, like=logits)
-            dist = top_k_support(dist, self.kd_topk)
-            teacher_nll = teacher_nll.masked_fill(target.eq(self.padding_idx), 0.0).sum()
-        objective, ce, nll, kd, pass_nll = kd_objective(
-            logits, dist, target, self.padding_idx,
+            dist, target, teacher_nll = self.teacher_on(sample, like=logits)
+        parts = kd_objective(
+            self.positions(logits), dist, target, self.padding_idx,
             ce_weight=1.0 - self.kd_alpha, epsilon=self.eps,
             kd_weight=self.kd_alpha * self.kd_temperature ** 2, name=self.kd_divergence,
             temperature=self.kd_temperature, params=self.kd_params,
             consume_teacher=True, nll_of_teacher=teacher_nll is None,
         )
-        return objective, ce, nll, kd, pass_nll if teacher_nll is None else teacher_nll
+        return parts if teacher_nll is None else parts._replace(teacher_nll=teacher_nll)
 
     def forward(self, model, sample, reduce=True):
         net_output = model(**sample["net_input"])
+        kd = teacher_nll = None
         if model.training:
-            loss, ce, nll, kd, teacher_nll = self.token_objective(model, net_output, sample)
+            loss, ce, nll, kd, teacher_nll = self.training_objective(model, net_output, sample)
         else:  # validation: the student's CE on gold is the loss; KD logged beside it
             ce, nll = self.compute_loss(model, net_output, sample, reduce=reduce)
             loss = ce
             # kd_nmt.cache: a teacher cache covers only the split it was built on (train), so
             # validation batches have no teacher: no KD term there
-            kd = teacher_nll = None
             if not getattr(self.task.teacher, "training_split_only", False):
-                kd, teacher_nll = self.kd_loss(net_output[0], sample)
+                kd, teacher_nll = self.kd_and_teacher_nll(net_output[0], sample)
         sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
         logging_output = {
             "loss": loss.data,
