@@ -1,7 +1,8 @@
 """Teacher cache: `kd-nmt cache-teacher` + `--teacher-cache`, on the real de-en fixture.
 
 The cache stores per target token the teacher's top-k ids and log-probs; a word_kd student
-trains from it with no teacher in memory. With k = V the cached KD loss equals the live one.
+trains from it with no teacher in memory. With k = V the cached loss equals the live one: to
+float32 rounding for a float32 cache, to ~1e-5 relative for the default float16 one.
 """
 import json
 import math
@@ -14,8 +15,11 @@ import torch
 
 from conftest import PLUGIN, TINY_ARCH, TRAIN_COMMON, first_batch, run, setup_in_process, tool, train_losses
 from kd_nmt.cache import cli as cache_cli
+from kd_nmt.cache import store
 from kd_nmt.cache.cached_teacher import CachedTeacher
 from kd_nmt.cache.store import TeacherCache
+from kd_nmt.criterions.word_kd import WordKDCriterion
+from kd_nmt.divergences import DIVERGENCES
 from kd_nmt.errors import KDNMTError
 
 CHUNK = 150  # the fixture's 400 train sentences -> 3 chunks
@@ -45,8 +49,16 @@ def cache8(data_bin, teacher_checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cache_full(data_bin, teacher_checkpoint, tmp_path_factory):
-    """k >= V: the whole distribution."""
+    """k >= V: the whole distribution (float16 log-probs, the default)."""
     return build(teacher_checkpoint, data_bin, tmp_path_factory.mktemp("cache") / "full", 100000)
+
+
+@pytest.fixture(scope="module")
+def cache_full32(data_bin, teacher_checkpoint, tmp_path_factory):
+    """k >= V with float32 log-probs (store.LOGP_DTYPE is the default the CLI records and writes)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store, "LOGP_DTYPE", np.float32)
+        return build(teacher_checkpoint, data_bin, tmp_path_factory.mktemp("cache") / "full32", 100000)
 
 
 def kd_cache_args(cache, *extra):
@@ -106,25 +118,77 @@ def test_cache_files_shapes_dtypes_and_values(cache8, data_bin, teacher_checkpoi
     assert torch.allclose(nll[mask], live_nll[mask], atol=1e-4)
 
 
-@pytest.mark.parametrize("divergence,tau", [("fkl", 1.0), ("todi", 2.0)])
-def test_full_vocab_cache_loss_equals_live_loss(cache_full, data_bin, teacher_checkpoint, divergence, tau):
-    args = ["--kd-alpha", "0.5", "--kd-temperature", tau, "--kd-divergence", divergence, "--label-smoothing", "0.1"]
-    _, task, model, criterion = setup_in_process(
-        data_bin, ["--task", "kd_translation", "--teacher-path", teacher_checkpoint, "--criterion", "word_kd", *args]
-    )
-    assert json.loads((cache_full / "meta.json").read_text())["k"] == len(task.target_dictionary)
-    sample = train_batch(task)
+@pytest.fixture(scope="module")
+def live_setup(data_bin, teacher_checkpoint):
+    """(cfg, task with the live teacher, student in training mode, a shuffled train batch)."""
+    cfg, task, model, _ = setup_in_process(data_bin, [
+        "--task", "kd_translation", "--teacher-path", teacher_checkpoint, "--criterion", "word_kd",
+        "--kd-alpha", "0.5", "--label-smoothing", "0.1",
+    ])
     model.train()
+    return cfg, task, model, train_batch(task)
+
+
+def word_kd(cfg, task, **options):
+    """A word_kd criterion of ``cfg`` with some ``--kd-*`` options changed."""
+    criterion_cfg = cfg.criterion.copy()
+    for key, value in options.items():
+        setattr(criterion_cfg, key, value)
+    return WordKDCriterion(criterion_cfg, task)
+
+
+# log-prob precision of the cache -> (KD term, loss) relative tolerance against the live teacher
+# (measured on this batch: float32 <= 1.2e-7; float16 <= 6e-6, akl 5e-5: its head moves)
+CACHE_PRECISION = {"float32": (1e-6, 1e-6), "float16": (2e-4, 5e-5)}
+
+
+@pytest.mark.parametrize("logp_dtype", sorted(CACHE_PRECISION))
+@pytest.mark.parametrize("tau", [1.0, 2.0])
+@pytest.mark.parametrize("divergence", sorted(DIVERGENCES))
+def test_full_vocab_cache_loss_equals_live_loss(cache_full, cache_full32, live_setup, divergence, tau, logp_dtype):
+    cfg, task, model, sample = live_setup
+    cache = cache_full32 if logp_dtype == "float32" else cache_full
+    meta = json.loads((cache / "meta.json").read_text())
+    assert meta["k"] == len(task.target_dictionary) and meta["logp_dtype"] == logp_dtype
+    live_teacher = task.teacher
+    criterion = word_kd(cfg, task, kd_divergence=divergence, kd_temperature=tau)
     live_loss, _, live = criterion(model, sample)
-    task.teacher = CachedTeacher.open(cache_full, task)  # same task, model and batch: only the teacher differs
-    cached_loss, _, cached = criterion(model, sample)
-    # log-probs are stored as float16: ~1e-3 relative precision per value
-    assert cached["kd_loss"].item() == pytest.approx(live["kd_loss"].item(), rel=2e-3)
-    assert cached_loss.item() == pytest.approx(live_loss.item(), rel=1e-3)
+    task.teacher = CachedTeacher.open(cache, task)  # same task, model and batch: only the teacher differs
+    try:
+        cached_loss, _, cached = criterion(model, sample)
+    finally:
+        task.teacher = live_teacher
+    kd_rel, loss_rel = CACHE_PRECISION[logp_dtype]
+    assert cached["kd_loss"].item() == pytest.approx(live["kd_loss"].item(), rel=kd_rel)
+    assert cached_loss.item() == pytest.approx(live_loss.item(), rel=loss_rel)
     assert cached["teacher_nll_loss"].item() == pytest.approx(live["teacher_nll_loss"].item(), rel=1e-5)
-    # the gold CE is the same function of the same logits; the live path sums it chunk by chunk
-    # (kd_objective), the cached one through fairseq's label_smoothed_nll_loss: float32 rounding
+    # the gold CE: the same function of the same logits, the same pass
     assert cached["ce_loss"].item() == pytest.approx(live["ce_loss"].item(), rel=1e-6)
+
+
+def test_kd_topk_cuts_a_cache_to_its_top_k_or_refuses_more(cache8, live_setup):
+    cfg, task, model, sample = live_setup
+    live_teacher = task.teacher
+    task.teacher = CachedTeacher.open(cache8, task)
+    try:
+        (ids, logp), _ = task.teacher.distribution(sample, like=torch.zeros(()))
+        losses = {k: word_kd(cfg, task, kd_alpha=1.0, kd_topk=k)(model, sample)[2]["kd_loss"].item()
+                  for k in (0, 3, 8)}
+        with pytest.raises(KDNMTError, match=r"--kd-topk 9 asks for more .* holds \(its top 8\)"):
+            word_kd(cfg, task, kd_topk=9)
+        with pytest.raises(KDNMTError, match=r"--kd-topk 100000 asks for more"):
+            word_kd(cfg, task, kd_topk=100000)  # (k >= V: the full distribution, which it lacks)
+    finally:
+        task.teacher = live_teacher
+    # hand: the 3 most probable cached ids, both sides renormalised over them
+    with torch.no_grad():
+        s = model(**sample["net_input"])[0]
+    top, where = logp.topk(3, -1)
+    p = torch.log_softmax(top, -1)
+    q = torch.log_softmax(s.gather(-1, ids.gather(-1, where)), -1)
+    mask = sample["target"].ne(task.target_dictionary.pad())
+    assert losses[3] == pytest.approx(((p.exp() * (p - q)).sum(-1) * mask).sum().item(), rel=1e-5)
+    assert losses[8] == losses[0] and losses[3] != pytest.approx(losses[0], rel=1e-2)
 
 
 def test_resume_skips_finished_chunks_byte_identical(cache8, data_bin, teacher_checkpoint, tmp_path, caplog):

@@ -3,7 +3,7 @@
 It offers the live ``kd_nmt.teacher.Teacher``'s ``distribution(sample, like)`` with a sparse
 ``dist = (ids [B, T, k] long, log_probs [B, T, k])``; ``word_kd.kd_term`` renormalises teacher
 and student over those ids. With k = V that is the full-vocabulary loss, to the precision of
-the stored log-probs: ~1e-3 relative for a float16 cache (the default), float32 rounding for a
+the stored log-probs: ~1e-5 relative for a float16 cache (the default), float32 rounding for a
 float32 one (``kd_nmt.cache.store``).
 
 A cache holds one split (``train``). Opening it checks, with one clear KDNMTError each, that it

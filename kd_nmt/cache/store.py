@@ -23,10 +23,11 @@ averages probabilities), and only then truncated to the top k: they are not reno
 the k kept ids. A KD criterion renormalises over the ids itself (at its own temperature:
 ``softmax(logp / tau)`` over the k ids is the tempered teacher restricted to them).
 
-float16 keeps ~3 significant digits of each log-prob (relative error up to 2^-11 ~ 5e-4): a
-k = V float16 cache matches the live teacher's loss to ~1e-3 relative, not exactly. A float32
-cache (``logp_dtype="float32"``, twice the log-prob bytes) stores the teacher's float32
-log-probs as computed: with k = V the KD term equals the live one to float32 rounding.
+float16 rounds each log-prob by up to 2^-11 of its size (up to 0.01 for a tail log-prob of
+-20, i.e. 1 % of that probability): a k = V float16 cache gives the live teacher's KD term only
+to ~1e-5 relative on a batch (akl ~5e-5), not exactly. A float32 cache (``logp_dtype
+"float32"``, 2 more bytes per kept id) stores the teacher's float32 log-probs as computed: with
+k = V the loss equals the live one to float32 rounding (~1e-7; ``tests/test_cache.py``).
 
 A chunk is written into ``chunks/NNNNN.tmp/`` and renamed to ``chunks/NNNNN/`` when all four
 arrays are flushed (an atomic directory rename): a chunk directory is always complete, and an
