@@ -6,7 +6,6 @@ float32 rounding for a float32 cache, to ~1e-5 relative for the default float16 
 """
 import json
 import math
-import os
 import shutil
 
 import numpy as np

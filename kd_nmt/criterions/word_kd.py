@@ -168,8 +168,8 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
         """The objective from its two terms (sums, or ``[B]`` per sentence)."""
         return (1.0 - self.kd_alpha) * ce + self.kd_alpha * self.kd_temperature ** 2 * kd
 
-    def can_fuse(self, model, logits):
-        """Whether the objective can come from ``kd_objective``'s single pass.
+    def uses_one_pass(self, model, logits):
+        """Whether the objective comes from ``kd_objective``'s one pass.
 
         It needs logits whose log-softmax is the model's distribution (no adaptive softmax) and
         a graph to backpropagate; else the CE and KD terms are computed apart (same values).
@@ -184,7 +184,7 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
     def training_objective(self, model, net_output, sample) -> ObjectiveParts:
         """The objective and its parts, sums over the batch's gold tokens."""
         logits = net_output[0]
-        if not self.can_fuse(model, logits):
+        if not self.uses_one_pass(model, logits):
             ce, nll = self.compute_loss(model, net_output, sample, reduce=True)
             kd, teacher_nll = self.kd_and_teacher_nll(logits, sample)
             return ObjectiveParts(self.objective_from(ce, kd), ce, nll, kd, teacher_nll)
