@@ -142,7 +142,9 @@ def test_half_precision_gradient_is_the_exact_one_rounded_once(dtype, upstream):
     logits = (3 * torch.randn(1, N, V)).to(dtype).requires_grad_(True)
     teacher = (3 * torch.randn(1, N, V)).to(dtype)
     target = torch.randint(4, V, (1, N))
-    got = kd_objective(logits, teacher, target, PAD, ce_weight=0.5, epsilon=0.1, kd_weight=0.5, name="fkl")
+    # bf16 logits come from CPU autocast training (kd_nmt.precision): the pass runs inside it
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        got = kd_objective(logits, teacher, target, PAD, ce_weight=0.5, epsilon=0.1, kd_weight=0.5, name="fkl")
     assert got.objective.dtype == torch.float32
     (got.objective * upstream).backward()
     exact = logits.detach().double().requires_grad_(True)
