@@ -4,9 +4,11 @@ import sys
 from kd_nmt.checkpoint import install_fairseq_patches
 from kd_nmt.distributed import install_distributed_patches
 from kd_nmt.errors import KDNMTError
+from kd_nmt.precision import install_bf16_patches
 
 install_fairseq_patches()
 install_distributed_patches()
+install_bf16_patches()
 
 from kd_nmt import architectures, criterions, tasks  # noqa: F401,E402  (fairseq registrations)
 

@@ -12,6 +12,15 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 : "${SEED:=1}" "${THREADS:=2}" "${MAX_TOKENS:=4096}" "${LR:=1e-3}" "${WARMUP:=200}"
 : "${DIVERGENCE:=fkl}" "${BEAM:=5}"
 DEVICE_ARGS=$(python -c "import torch; print('' if torch.cuda.is_available() else '--cpu')")
+# PRECISION=auto (default): bf16 autocast where the CPU multiplies bfloat16 natively (AVX-512 BF16,
+# AMX; kd_nmt/precision.py), float32 elsewhere; PRECISION=bf16 / fp32 force one
+: "${PRECISION:=auto}"
+case $PRECISION in
+    bf16) PRECISION_ARGS=--bf16 ;;
+    fp32) PRECISION_ARGS= ;;
+    auto) PRECISION_ARGS=$(python -c "from kd_nmt.precision import bf16_supported; print('--bf16' if bf16_supported() else '')" 2>/dev/null) ;;
+    *) echo "PRECISION must be auto, bf16 or fp32 (got $PRECISION)" >&2; exit 2 ;;
+esac
 
 log() { printf '[%s %s] %s\n' "$(date +%H:%M:%S)" "${RECIPE:-recipe}" "$*" >&2; }
 

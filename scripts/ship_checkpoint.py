@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Ship a trained model: (averaged) weights only, in float16, with everything needed to use it.
+
+    python scripts/ship_checkpoint.py --checkpoints RUN/checkpoint_*_5500.pt RUN/checkpoint_*_6000.pt \
+        --data work/teacher/data --out models/teacher-deen --note "training command ..."
+
+    python scripts/ship_checkpoint.py --verify models/teacher-deen     # checksums only
+
+Writes into ``--out``:
+
+* ``model.pt`` — a fairseq checkpoint (``cfg`` + ``model``) holding the element-wise mean of the
+  given checkpoints' weights (checkpoint averaging, Vaswani et al. 2017), cast to float16, and no
+  optimizer state: a third of a float32 checkpoint with Adam's moments. fairseq casts the weights
+  back to the model's float32 parameters on load (``load_state_dict`` copies), so stock
+  ``fairseq-generate``, ``ct2-fairseq-converter`` and ``--teacher-path`` load it as any other
+  checkpoint. ``cfg.task.data`` points at ``--out`` itself, which holds the dictionaries.
+* ``spm.model``, ``dict.de.txt``, ``dict.en.txt`` — copied from ``--data``: students must be
+  prepared with them (``data/prepare.py --spm-model ... --srcdict ...``).
+* ``MANIFEST.json`` — sha256 of every file, the averaged checkpoints, parameter count, ``--note``
+  and any ``--info KEY=VALUE`` (the recipe records BLEU, wall time, corpus and package versions).
+
+``--verify DIR`` recomputes every sha256 and exits 1 with one line naming the first file that
+differs (recipes call it before they use a shipped model).
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+
+FILES = ("model.pt", "spm.model", "dict.de.txt", "dict.en.txt")
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def average(paths):
+    """The first checkpoint's state with ``model`` replaced by the float64 mean over ``paths``."""
+    import torch
+
+    first = None
+    total = None
+    for path in paths:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        weights = state["model"]
+        if total is None:
+            first, total = state, {k: v.double().clone() for k, v in weights.items()}
+        else:
+            if weights.keys() != total.keys():
+                sys.exit(f"ship_checkpoint: error: {path} has other parameters than {paths[0]}")
+            for k, v in weights.items():
+                total[k] += v.double()
+    first["model"] = {k: (v / len(paths)) for k, v in total.items()}
+    return first
+
+
+def ship(checkpoints, data, out, note, info):
+    import torch
+    from omegaconf import open_dict
+
+    os.makedirs(out, exist_ok=True)
+    state = average(checkpoints)
+    floats = {k: v.to(torch.float16) for k, v in state["model"].items()}
+    cfg = state["cfg"]
+    with open_dict(cfg):
+        cfg.task.data = os.path.relpath(out)
+    shipped = {"cfg": cfg, "model": floats, "args": None,
+               "extra_state": {"kd_nmt_shipped": {"averaged": [os.path.basename(p) for p in checkpoints]}}}
+    tmp = os.path.join(out, "model.pt.tmp")
+    torch.save(shipped, tmp)
+    os.replace(tmp, os.path.join(out, "model.pt"))
+    for name in FILES[1:]:
+        src = os.path.join(data, name) if name == "spm.model" else os.path.join(data, "bin", name)
+        shutil.copyfile(src, os.path.join(out, name))
+    manifest = {
+        "files": {name: sha256(os.path.join(out, name)) for name in FILES},
+        "averaged_checkpoints": [os.path.basename(p) for p in checkpoints],
+        "parameters": int(sum(v.numel() for v in floats.values() if v.numel() > 1)),  # not version counters
+        "dtype": "float16 (weights only; loads into float32 models)",
+        "note": note,
+    }
+    for item in info:
+        key, _, value = item.partition("=")
+        manifest[key] = value
+    with open(os.path.join(out, "MANIFEST.json"), "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    size = os.path.getsize(os.path.join(out, "model.pt")) / 2**20
+    print(f"ship_checkpoint: {out}/model.pt ({size:.1f} MiB, mean of {len(checkpoints)} checkpoints)")
+
+
+def verify(out):
+    try:
+        with open(os.path.join(out, "MANIFEST.json"), encoding="utf-8") as f:
+            files = json.load(f)["files"]
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"ship_checkpoint: error: {out}/MANIFEST.json unreadable ({exc})", file=sys.stderr)
+        return 1
+    for name, digest in files.items():
+        path = os.path.join(out, name)
+        if not os.path.exists(path):
+            print(f"ship_checkpoint: error: {path} is missing", file=sys.stderr)
+            return 1
+        if sha256(path) != digest:
+            print(f"ship_checkpoint: error: {path} does not match its sha256 in MANIFEST.json "
+                  "(changed or truncated; git checkout it, or retrain with recipes/teacher.sh)", file=sys.stderr)
+            return 1
+    return 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoints", nargs="+", help="checkpoints to average (one = no averaging)")
+    p.add_argument("--data", help="data/prepare.py's output dir the model was trained on")
+    p.add_argument("--out", help="directory to write")
+    p.add_argument("--note", default="", help="free text stored in MANIFEST.json (e.g. the training command)")
+    p.add_argument("--info", nargs="*", default=[], metavar="KEY=VALUE", help="more MANIFEST.json entries")
+    p.add_argument("--verify", metavar="DIR", help="check DIR's files against its MANIFEST.json")
+    a = p.parse_args(argv)
+    if a.verify:
+        return verify(a.verify)
+    if not (a.checkpoints and a.data and a.out):
+        p.error("--checkpoints, --data and --out are required (or --verify DIR)")
+    for path in a.checkpoints:
+        if not os.path.isfile(path):
+            p.error(f"no checkpoint {path}")
+    ship(a.checkpoints, a.data, a.out, a.note, a.info)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
