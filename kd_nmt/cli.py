@@ -3,7 +3,6 @@
     kd-nmt train ...          fairseq-train with the plugin registered (no --user-dir needed)
     kd-nmt generate ...       fairseq-generate with the plugin registered
     kd-nmt relabel ...        teacher beam search over a corpus (sequence-level KD data)
-    kd-nmt filter ...         drop bad pairs from a relabeled corpus (both sides aligned)
     kd-nmt cache-teacher ...  offline teacher top-k distributions
     kd-nmt bench ...          BLEU/chrF, speed and size of checkpoints
 
@@ -11,7 +10,6 @@ Every sub-command prints ``--help`` with examples. User errors (missing files, m
 dictionaries, bad options) print one line ``kd-nmt: error: ...`` and exit with status 2.
 """
 import importlib
-import logging
 import os
 import sys
 
@@ -24,7 +22,6 @@ COMMANDS = {
     "train": "kd_nmt.cli:fairseq_train",
     "generate": "kd_nmt.cli:fairseq_generate",
     "relabel": "kd_nmt.relabel.cli:main",
-    "filter": "kd_nmt.filter.cli:main",
     "cache-teacher": "kd_nmt.cache.cli:main",
     "bench": "kd_nmt.bench.cli:main",
     "plot": "kd_nmt.bench.plot:main",
@@ -53,14 +50,12 @@ def _run_fairseq(name, argv):
     if any(a in ("-h", "--help") for a in argv):
         print(FAIRSEQ_EXAMPLES.format(name=name))
     import kd_nmt.registry  # noqa: F401  (registers the plugin in this process)
+    from kd_nmt.common.logging_setup import setup_logging
 
     # importing fairseq (done by kd_nmt itself) configures the root logger before fairseq_cli
-    # can; restore fairseq_cli's own format so logs read (and parse) like fairseq-train's
-    logging.basicConfig(
-        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S", level=os.environ.get("LOGLEVEL", "INFO").upper(),
-        stream=sys.stdout, force=True,
-    )
+    # can; restore fairseq_cli's own format and stream so logs read (and parse) like
+    # fairseq-train's
+    setup_logging(sys.stdout)
     module = importlib.import_module(f"fairseq_cli.{name}")
     sys.argv = [f"kd-nmt {name}"] + _with_user_dir(argv)
     return module.cli_main()

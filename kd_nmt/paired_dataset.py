@@ -19,15 +19,15 @@ A batch of :class:`PairedTeacherDataset` is the usual ``LanguagePairDataset`` ba
 Batching (``--max-tokens``) and ``--max-positions`` filtering use, per example, the longer of the
 two targets. Only the train split is paired; validation batches are gold only.
 """
-import itertools
 import logging
 import os
 
 import numpy as np
 import torch
 from fairseq.data import ConcatDataset, FairseqDataset, data_utils, indexed_dataset
-from fairseq.data.dictionary import Dictionary
 
+from kd_nmt.common.data_bin import dictionary_path, split_prefixes
+from kd_nmt.common.dictionaries import describe_difference, load_dictionary
 from kd_nmt.errors import KDNMTError
 
 logger = logging.getLogger(__name__)
@@ -123,25 +123,17 @@ class PairedTeacherDataset(FairseqDataset):
         self.gold.set_epoch(epoch)
 
 
-def _prefix(data_path, split, src, tgt, impl):
-    """``DIR/split.src-tgt.`` (or ``tgt-src``, as fairseq accepts), None if neither exists."""
-    for a, b in ((src, tgt), (tgt, src)):
-        prefix = os.path.join(data_path, f"{split}.{a}-{b}.")
-        if indexed_dataset.dataset_exists(prefix + tgt, impl=impl):
-            return prefix
-    return None
-
-
 def _load_split(data_path, split, lang, src, tgt, dictionary, impl, combine):
-    """The ``lang`` side of ``split`` (``split``, ``split1``, ... when ``combine``), or None."""
-    parts = []
-    for k in itertools.count():
-        prefix = _prefix(data_path, split + (str(k) if k else ""), src, tgt, impl)
-        if prefix is None or not indexed_dataset.dataset_exists(prefix + lang, impl=impl):
-            break
-        parts.append(data_utils.load_indexed_dataset(prefix + lang, dictionary, impl))
-        if not combine:
-            break
+    """The ``lang`` side of ``split`` (``split``, ``split1``, ... when ``combine``), or None.
+
+    Looked up where the split's target side is (``split.src-tgt.`` or ``tgt-src``, as fairseq
+    accepts).
+    """
+    prefixes = split_prefixes(
+        data_path, split, src, tgt, langs=(tgt, lang), combine=combine,
+        exists=lambda path: indexed_dataset.dataset_exists(path, impl=impl),
+    )
+    parts = [data_utils.load_indexed_dataset(prefix + lang, dictionary, impl) for prefix in prefixes]
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
@@ -188,14 +180,15 @@ def load_teacher_targets(task, split, gold, epoch=1, combine=False):
     if not os.path.isdir(kd_dir):
         raise KDNMTError(f"--sentence-kd-data: no such directory {kd_dir!r}")
 
-    dict_file = os.path.join(kd_dir, f"dict.{tgt}.txt")
+    dict_file = dictionary_path(kd_dir, tgt)
     if os.path.isfile(dict_file):
-        theirs, ours = Dictionary.load(dict_file), task.target_dictionary
-        if theirs.symbols != ours.symbols:
+        theirs, ours = load_dictionary(dict_file), task.target_dictionary
+        detail = describe_difference(theirs, ours, ("teacher data", "data"))
+        if detail:
             raise KDNMTError(
                 f"--sentence-kd-data {kd_dir!r} was binarized with another target dictionary "
-                f"({len(theirs)} symbols, the data {len(ours)}): binarize the teacher outputs with "
-                f"fairseq-preprocess --tgtdict {os.path.join(gold_dir, f'dict.{tgt}.txt')}"
+                f"({len(theirs)} symbols, the data {len(ours)}; {detail}): binarize the teacher "
+                f"outputs with fairseq-preprocess --tgtdict {dictionary_path(gold_dir, tgt)}"
             )
 
     teacher = _load_split(kd_dir, split, tgt, src, tgt, task.target_dictionary, impl, combine)

@@ -9,62 +9,33 @@ An ensemble averages *probabilities* (not log-probabilities):
 ``log p(y) = logsumexp_i(log p_i(y)) - log n``.
 """
 import math
-import os
 
 import torch
 import torch.nn.functional as F
 
 from kd_nmt.checkpoint import checkpoint_vocab_sizes, load_checkpoint, load_models
+from kd_nmt.common.dictionaries import checkpoint_dictionaries, describe_difference
 from kd_nmt.errors import KDNMTError
 
 
-def _first_difference(ours, theirs):
-    """Index and symbols of the first entry where two fairseq dictionaries differ."""
-    for i in range(max(len(ours), len(theirs))):
-        a = ours.symbols[i] if i < len(ours) else "<none>"
-        b = theirs.symbols[i] if i < len(theirs) else "<none>"
-        if a != b:
-            return i, a, b
-    return None
-
-
-def _teacher_dictionaries(state, langs):
-    """The teacher's own (source, target) dictionaries, found via the data dir it was trained on.
+def check_teacher_dictionaries(path, state, src_dict, tgt_dict, langs=(None, None)):
+    """Raise one clear KDNMTError if the teacher in ``path`` was trained with other dictionaries.
 
     ``langs`` (the student's source/target languages) stand in where the teacher's config left
-    them to be inferred. Returns (None, None) when that directory is gone.
+    them to be inferred.
     """
-    from fairseq.data import Dictionary
-
-    task_cfg = state["cfg"].get("task") if state.get("cfg") is not None else None
-    data = getattr(task_cfg, "data", None) if task_cfg is not None else None
-    src = getattr(task_cfg, "source_lang", None) or langs[0]
-    tgt = getattr(task_cfg, "target_lang", None) or langs[1]
-    if not data or not src or not tgt:
-        return None, None
-    data = data.split(":")[0]
-    paths = [os.path.join(data, f"dict.{lang}.txt") for lang in (src, tgt)]
-    if not all(os.path.isfile(p) for p in paths):
-        return None, None
-    return tuple(Dictionary.load(p) for p in paths)
-
-
-def check_teacher_dictionaries(path, state, src_dict, tgt_dict, langs=(None, None)):
-    """Raise one clear KDNMTError if the teacher in ``path`` was trained with other dictionaries."""
-    teacher_dicts = _teacher_dictionaries(state, langs)
+    teacher_dicts = checkpoint_dictionaries(state, langs)
     sizes = checkpoint_vocab_sizes(state)
     for side, ours, theirs, size in zip(
         ("source", "target"), (src_dict, tgt_dict), teacher_dicts, sizes
     ):
         if theirs is not None:
-            diff = _first_difference(ours, theirs)
-            if diff is not None:
-                i, a, b = diff
+            detail = describe_difference(ours, theirs, ("student", "teacher"))
+            if detail:
                 raise KDNMTError(
                     f"teacher {path!r} uses a different {side} dictionary: student has "
-                    f"{len(ours)} symbols, teacher {len(theirs)}; first difference at index {i}: "
-                    f"student {a!r} vs teacher {b!r}. Binarize the student data with the "
-                    "teacher's dictionaries (fairseq-preprocess --srcdict/--tgtdict)."
+                    f"{len(ours)} symbols, teacher {len(theirs)}; {detail}. Binarize the student "
+                    "data with the teacher's dictionaries (fairseq-preprocess --srcdict/--tgtdict)."
                 )
         elif size is not None and size != len(ours):
             raise KDNMTError(

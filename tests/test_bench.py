@@ -98,11 +98,11 @@ def test_identical_systems_are_not_significant(bench):
 
 
 def test_params_and_size(bench, data_bin, teacher_checkpoint):
-    from kd_nmt.bench.decode import load_split
     from kd_nmt.checkpoint import load_models
+    from kd_nmt.common.task_setup import translation_task
 
     out, _, copy = bench
-    task, _ = load_split(str(data_bin), "test", "de", "en")
+    task = translation_task(data_bin, "de", "en")
     models, _ = load_models([str(teacher_checkpoint)], task=task)
     n_params = sum(p.numel() for p in models[0].parameters())
     for r in read_csv(out / "bench.csv"):
@@ -173,7 +173,7 @@ def test_gate_log_formats(tmp_path):
 # units: batching, truncation, bootstrap
 # ------------------------------------------------------------------------------------------
 def test_make_batches_covers_every_line_once():
-    from kd_nmt.bench.decode import make_batches
+    from kd_nmt.common.batches import make_batches
 
     sizes = [5, 3, 9, 1, 100, 7, 7, 2]
     batches = make_batches(sizes, max_tokens=20)
@@ -184,10 +184,12 @@ def test_make_batches_covers_every_line_once():
 
 
 def test_long_sources_are_truncated_and_counted(data_bin, teacher_checkpoint):
-    from kd_nmt.bench.decode import Detokenizer, decode, load_split
+    from kd_nmt.bench.decode import Detokenizer, decode
     from kd_nmt.checkpoint import load_models
+    from kd_nmt.common.task_setup import load_split, translation_task
 
-    task, dataset = load_split(str(data_bin), "test", "de", "en")
+    task = translation_task(data_bin, "de", "en")
+    dataset = load_split(task, "test")
     models, _ = load_models([str(teacher_checkpoint)], task=task)
     model = models[0]
     model.encoder.max_source_positions = 12

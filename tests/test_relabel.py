@@ -181,7 +181,7 @@ def test_shards_concatenate_to_the_full_output(capsys, reference_run, tokenized,
 def test_nbest_output_and_seq_inter(capsys, metric, tokenized, data_bin, teacher_checkpoint, tmp_path):
     from sacrebleu.metrics import BLEU, CHRF
 
-    from kd_nmt.relabel.corpus import detokenize
+    from kd_nmt.common.detokenize import detokenize
 
     n = 12
     src, ref = tmp_path / "in.de", tmp_path / "ref.en"

@@ -1,6 +1,6 @@
 """``kd-nmt bench`` and ``kd-nmt plot``: score, time and size fairseq checkpoints.
 
-* :mod:`kd_nmt.bench.decode`  — the data-bin split, token-batched greedy/beam decoding with
+* :mod:`kd_nmt.bench.decode`  — token-batched greedy/beam decoding of a data-bin split with
   fairseq's ``SequenceGenerator`` (order restored, no line dropped), detokenization.
 * :mod:`kd_nmt.bench.metrics` — sacreBLEU BLEU/chrF with signatures, length buckets, paired
   bootstrap resampling (sacreBLEU's own ``PairedTest``).

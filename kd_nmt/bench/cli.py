@@ -6,15 +6,18 @@ a baseline by paired bootstrap resampling. Writes ``OUT/bench.csv``, ``OUT/bench
 ``OUT/bench.json``, ``OUT/bench_buckets.csv`` and ``OUT/<name>.<decode>.hyp``, and prints
 the Markdown table. Every input is checked before any decoding starts.
 """
-import argparse
 import csv
 import json
-import logging
 import os
 import re
 import sys
 import time
 
+from kd_nmt.common.args import ArgumentParser, check_minimums
+from kd_nmt.common.detokenize import REMOVE_BPE
+from kd_nmt.common.dictionaries import checkpoint_dictionaries, describe_difference
+from kd_nmt.common.lines import read_lines
+from kd_nmt.common.logging_setup import quiet_logging
 from kd_nmt.errors import KDNMTError
 
 EXAMPLES = """
@@ -59,20 +62,13 @@ TAG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED = set(CSV_COLUMNS) | set(BUCKET_COLUMNS)
 
 
-def quiet_logging():
-    """Importing fairseq sets the root logger to DEBUG (wav2vec2_classification) / INFO
-    (text_to_speech); keep fairseq, sacreBLEU and matplotlib chatter off the report."""
-    logging.getLogger().setLevel(logging.WARNING)
-
-
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="kd-nmt bench",
         description="BLEU/chrF (sacreBLEU, with signatures), greedy and beam decoding speed, "
         "parameter count and file size of fairseq translation checkpoints on one binarized "
         "split, with paired bootstrap p-values against a baseline.",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     io = parser.add_argument_group("input and output")
     io.add_argument("--checkpoint", "--checkpoints", nargs="+", required=True, metavar="PT",
@@ -88,7 +84,7 @@ def build_parser():
     detok = io.add_mutually_exclusive_group()
     detok.add_argument("--spm", default=None, metavar="MODEL",
                        help="sentencepiece model: detokenize with its decode_pieces")
-    detok.add_argument("--remove-bpe", default="sentencepiece", choices=["sentencepiece", "subword_nmt", "none"],
+    detok.add_argument("--remove-bpe", default="sentencepiece", choices=REMOVE_BPE,
                        help="detokenization without a model (default: sentencepiece = join pieces, "
                        "'\u2581' -> space, as fairseq-generate --remove-bpe sentencepiece)")
     io.add_argument("--names", nargs="+", default=None, metavar="NAME",
@@ -209,25 +205,8 @@ def resolve_baseline(spec, checkpoints, systems):
 # --------------------------------------------------------------------------------------------
 # checks done before any decoding
 # --------------------------------------------------------------------------------------------
-def read_lines(path):
-    """Lines of a text file as fairseq-preprocess splits them (universal newlines)."""
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n").strip() for line in f]
-
-
-def _first_difference(ours, theirs):
-    for i in range(max(len(ours), len(theirs))):
-        a = ours.symbols[i] if i < len(ours) else "<none>"
-        b = theirs.symbols[i] if i < len(theirs) else "<none>"
-        if a != b:
-            return i, a, b
-    return None
-
-
 def check_checkpoint(path, task, data_bin, langs):
     """One clear error if ``path`` is not a translation checkpoint built on ``task``'s dictionaries."""
-    from fairseq.data import Dictionary
-
     from kd_nmt.checkpoint import checkpoint_vocab_sizes, load_checkpoint
 
     state = load_checkpoint(path)
@@ -236,48 +215,31 @@ def check_checkpoint(path, task, data_bin, langs):
         raise KDNMTError(f"checkpoint {path!r} holds no encoder-decoder translation model")
     dictionaries = (task.source_dictionary, task.target_dictionary)
     # the dictionaries the checkpoint was trained with, where its data directory still exists
-    cfg = state.get("cfg") or {}
-    task_cfg = cfg.get("task") if hasattr(cfg, "get") else None
-    trained = [None, None]
-    data = getattr(task_cfg, "data", None) if task_cfg is not None else None
-    # languages the checkpoint names, else (fairseq auto-detected them) the data-bin's
-    src = (getattr(task_cfg, "source_lang", None) if task_cfg is not None else None) or langs[0]
-    tgt = (getattr(task_cfg, "target_lang", None) if task_cfg is not None else None) or langs[1]
-    if data and src and tgt:
-        directory = str(data).split(":")[0]
-        for j, lang in enumerate((src, tgt)):
-            dict_path = os.path.join(directory, f"dict.{lang}.txt")
-            if os.path.isfile(dict_path):
-                trained[j] = Dictionary.load(dict_path)
+    trained = checkpoint_dictionaries(state, langs)
     sizes = checkpoint_vocab_sizes(state)
+    names = ("data-bin", "checkpoint")
     for side, ours, theirs, size in zip(("source", "target"), dictionaries, trained, sizes):
         if size is not None and size != len(ours):
-            detail = ""
-            if theirs is not None:
-                diff = _first_difference(ours, theirs)
-                if diff is not None:
-                    detail = f"; first difference at index {diff[0]}: data-bin {diff[1]!r} vs checkpoint {diff[2]!r}"
+            detail = describe_difference(ours, theirs, names) if theirs is not None else ""
             raise KDNMTError(
                 f"dictionary mismatch: checkpoint {path!r} has a {side} vocabulary of {size} "
-                f"symbols, {data_bin!r} has {len(ours)}{detail}. Benchmark on data binarized with "
-                "the checkpoint's dictionaries (fairseq-preprocess --srcdict/--tgtdict)."
+                f"symbols, {data_bin!r} has {len(ours)}{'; ' + detail if detail else ''}. Benchmark "
+                "on data binarized with the checkpoint's dictionaries (fairseq-preprocess "
+                "--srcdict/--tgtdict)."
             )
         if theirs is not None and len(theirs) == len(ours):
-            diff = _first_difference(ours, theirs)
-            if diff is not None:
+            detail = describe_difference(ours, theirs, names)
+            if detail:
                 raise KDNMTError(
                     f"dictionary mismatch: checkpoint {path!r} was trained with another {side} "
-                    f"dictionary than {data_bin!r} (same size {len(ours)}); first difference at "
-                    f"index {diff[0]}: data-bin {diff[1]!r} vs checkpoint {diff[2]!r}"
+                    f"dictionary than {data_bin!r} (same size {len(ours)}); {detail}"
                 )
 
 
 def validate_args(args):
-    for name, value, low in (("--beam", args.beam, 1), ("--batch-tokens", args.batch_tokens, 1),
-                             ("--threads", args.threads, 1), ("--bootstrap", args.bootstrap, 0),
-                             ("--batch-sentences", args.batch_sentences, 0), ("--max-len-b", args.max_len_b, 1)):
-        if value < low:
-            raise KDNMTError(f"{name} must be >= {low} (got {value})")
+    check_minimums(("--beam", args.beam, 1), ("--batch-tokens", args.batch_tokens, 1),
+                   ("--threads", args.threads, 1), ("--bootstrap", args.bootstrap, 0),
+                   ("--batch-sentences", args.batch_sentences, 0), ("--max-len-b", args.max_len_b, 1))
     if args.no_greedy and args.beam == 1:
         raise KDNMTError("--no-greedy with --beam 1 leaves nothing to decode")
     missing = [p for p in args.checkpoint if not os.path.isfile(p)]
@@ -386,8 +348,10 @@ def main(argv=None):
     bounds = metrics.parse_buckets(args.buckets)
 
     from kd_nmt.bench import decode as dec
+    from kd_nmt.common.data_bin import split_languages
+    from kd_nmt.common.task_setup import load_split, translation_task
 
-    src_lang, tgt_lang, has_target = dec.split_languages(
+    src_lang, tgt_lang, has_target = split_languages(
         args.data_bin, args.split, args.source_lang, args.target_lang)
     if args.reference is None and not has_target:
         raise KDNMTError(
@@ -398,12 +362,13 @@ def main(argv=None):
 
     install_fairseq_patches()
     detok = dec.Detokenizer(args.spm, args.remove_bpe)
-    task, dataset = dec.load_split(args.data_bin, args.split, src_lang, tgt_lang)
+    task = translation_task(args.data_bin, src_lang, tgt_lang)
+    dataset = load_split(task, args.split)
     n = len(dataset)
     if n == 0:
         raise KDNMTError(f"split {args.split!r} in {args.data_bin!r} is empty")
     if args.reference is not None:
-        references = read_lines(args.reference)
+        references = read_lines(args.reference, "reference")
         if len(references) != n:
             raise KDNMTError(
                 f"reference line count mismatch: {args.reference!r} has {len(references)} lines, "

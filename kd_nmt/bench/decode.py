@@ -9,97 +9,15 @@
   ``▁`` → space) unless a sentencepiece model is given, whose ``decode_pieces`` is then used.
 """
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass, field
 
 import torch
 
+from kd_nmt.common.batches import make_batches
+from kd_nmt.common.detokenize import REMOVE_BPE, detokenize
 from kd_nmt.errors import KDNMTError
-
-REMOVE_BPE = ("sentencepiece", "subword_nmt", "none")
-
-
-# --------------------------------------------------------------------------------------------
-# the data-bin split
-# --------------------------------------------------------------------------------------------
-def available_splits(data_bin):
-    """Sorted split names that have a binarized file (``{split}.{src}-{tgt}.{lang}.idx``)."""
-    names = set()
-    for fname in os.listdir(data_bin):
-        m = re.match(r"(.+)\.[^.\-]+-[^.\-]+\.[^.]+\.idx$", fname)
-        if m:
-            names.add(m.group(1))
-    return sorted(names)
-
-
-def split_languages(data_bin, split, source_lang=None, target_lang=None):
-    """``(src, tgt, has_target)`` of ``split`` in ``data_bin``; one clear error if absent/ambiguous.
-
-    Languages come from the file names ``{split}.{a}-{b}.{lang}.idx`` (either direction, as
-    fairseq's translation task accepts) unless given.
-    """
-    if not os.path.isdir(data_bin):
-        raise KDNMTError(f"data-bin directory not found: {data_bin!r}")
-    pattern = re.compile(re.escape(split) + r"\.([^.\-]+)-([^.\-]+)\.([^.]+)\.idx$")
-    files = {}  # (a, b) -> set of languages binarized
-    for fname in os.listdir(data_bin):
-        m = pattern.match(fname)
-        if m and os.path.isfile(os.path.join(data_bin, fname[: -len(".idx")] + ".bin")):
-            files.setdefault((m.group(1), m.group(2)), set()).add(m.group(3))
-    if not files:
-        splits = available_splits(data_bin)
-        raise KDNMTError(
-            f"split {split!r} not found in {data_bin!r} (no {split}.SRC-TGT.SRC.idx/.bin); "
-            f"available splits: {', '.join(splits) if splits else 'none'}"
-        )
-    candidates = []
-    for (a, b), langs in sorted(files.items()):
-        for src, tgt in ((a, b), (b, a)):
-            if src not in langs:
-                continue
-            if source_lang and src != source_lang or target_lang and tgt != target_lang:
-                continue
-            if not source_lang and not target_lang and (src, tgt) != (a, b):
-                continue  # auto-detection follows the file name's direction
-            candidates.append((src, tgt, tgt in langs))
-    if not candidates:
-        found = ", ".join(f"{a}-{b}" for a, b in sorted(files))
-        raise KDNMTError(
-            f"split {split!r} in {data_bin!r} has no source side for "
-            f"--source-lang {source_lang} --target-lang {target_lang} (found: {found})"
-        )
-    if len(candidates) > 1:
-        found = ", ".join(f"{s}-{t}" for s, t, _ in candidates)
-        raise KDNMTError(
-            f"split {split!r} in {data_bin!r} has several language pairs ({found}); "
-            "choose one with --source-lang/--target-lang"
-        )
-    src, tgt, has_target = candidates[0]
-    for lang in (src, tgt):
-        if not os.path.isfile(os.path.join(data_bin, f"dict.{lang}.txt")):
-            raise KDNMTError(f"dictionary not found: {os.path.join(data_bin, f'dict.{lang}.txt')!r}")
-    return src, tgt, has_target
-
-
-def load_split(data_bin, split, source_lang, target_lang):
-    """A fairseq ``translation`` task on ``data_bin`` and its loaded ``split`` dataset."""
-    from fairseq.tasks.translation import TranslationConfig, TranslationTask
-
-    # the II("dataset.*") interpolations of a bare TranslationConfig are set explicitly
-    cfg = TranslationConfig(
-        data=data_bin, source_lang=source_lang, target_lang=target_lang,
-        dataset_impl=None, train_subset="train", required_seq_len_multiple=1,
-    )
-    task = TranslationTask.setup_task(cfg)
-    try:
-        task.load_dataset(split)
-    except Exception as exc:
-        raise KDNMTError(
-            f"cannot load split {split!r} from {data_bin!r}: {type(exc).__name__}: {exc}"
-        ) from None
-    return task, task.dataset(split)
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,9 +45,7 @@ class Detokenizer:
     def __call__(self, pieces):
         if self._sp is not None:
             return self._sp.decode_pieces(pieces.split()).strip()
-        from fairseq.data.data_utils import post_process
-
-        return post_process(pieces, self.remove_bpe).strip()
+        return detokenize(pieces, self.remove_bpe)
 
     def describe(self):
         if self._sp is not None:
@@ -149,28 +65,6 @@ def side_texts(dataset_side, dictionary, detok):
 # --------------------------------------------------------------------------------------------
 # batching and decoding
 # --------------------------------------------------------------------------------------------
-def make_batches(sizes, max_tokens, max_sentences=0):
-    """Indices grouped into batches of at most ``max_tokens`` padded source tokens.
-
-    Longest sentences first (an out-of-memory shows up at once); a single sentence longer
-    than the budget gets a batch of its own. Every index appears exactly once.
-    """
-    order = sorted(range(len(sizes)), key=lambda i: (-int(sizes[i]), i))
-    batches, current, longest = [], [], 0
-    for i in order:
-        size = max(int(sizes[i]), 1)
-        grown = max(longest, size) * (len(current) + 1)
-        full = max_sentences and len(current) >= max_sentences
-        if current and (grown > max_tokens or full):
-            batches.append(current)
-            current, longest = [], 0
-        current.append(i)
-        longest = max(longest, size)
-    if current:
-        batches.append(current)
-    return batches
-
-
 def model_max_source_positions(model):
     """The longest source (in tokens, EOS included) ``model`` accepts."""
     positions = model.max_positions()

@@ -12,7 +12,6 @@ Columns come from ``kd-nmt bench --names method=...,size=...,noise=...`` or ``--
 (see docs/bench.md); any CSV with the columns ``bleu``/``chrf``, ``params`` and optionally
 ``method``, ``size``, ``noise``, ``decode`` works.
 """
-import argparse
 import csv
 import math
 import os
@@ -20,6 +19,8 @@ import re
 import sys
 from collections import OrderedDict
 
+from kd_nmt.common.args import ArgumentParser
+from kd_nmt.common.logging_setup import quiet_logging
 from kd_nmt.errors import KDNMTError
 
 EXAMPLES = """
@@ -42,12 +43,11 @@ decode (filtered by --decode). Rows of several CSV files are combined.
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="kd-nmt plot",
         description="Figures (PNG, matplotlib) from kd-nmt bench CSVs and fairseq training logs: "
         "BLEU vs student size, BLEU vs noise rate, hybrid_kd gate trajectory.",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--results", nargs="+", default=[], metavar="CSV_OR_DIR",
                         help="bench.csv files, or directories holding one")
@@ -189,6 +189,19 @@ def _title(args, text):
     return f"{args.title}: {text}" if args.title else text
 
 
+def _save(plt, fig, ax, args, path, xlabel, ylabel, title):
+    """Label, grid and legend ``ax``, write ``fig`` to ``path`` (a PNG) and close it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(_title(args, title))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=args.dpi)
+    plt.close(fig)
+    return path
+
+
 def plot_params(rows, args, path):
     plt = _pyplot()
     metric = args.metric
@@ -218,15 +231,7 @@ def plot_params(rows, args, path):
         ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _human(x)))
-    ax.set_xlabel("parameters")
-    ax.set_ylabel(label)
-    ax.set_title(_title(args, f"{label} vs model size{note}"))
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=args.dpi)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, args, path, "parameters", label, f"{label} vs model size{note}")
 
 
 def plot_noise(rows, args, path):
@@ -262,15 +267,7 @@ def plot_noise(rows, args, path):
     for name, noise, y in references:
         ax.plot(span, [y, y], linestyle="--", linewidth=1, label=f"{name} (noise {noise:g})",
                 **({"color": "gray"} if "teacher" in name.lower() else {}))
-    ax.set_xlabel("noise rate")
-    ax.set_ylabel(label)
-    ax.set_title(_title(args, f"{label} vs noise rate"))
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=args.dpi)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, args, path, "noise rate", label, f"{label} vs noise rate")
 
 
 def plot_gate(logs, labels, args, path):
@@ -286,24 +283,14 @@ def plot_gate(logs, labels, args, path):
         if series["valid"]:
             xs, ys = zip(*series["valid"])
             ax.plot(xs, ys, marker="s", linestyle="--", color=color, label=f"{label} (valid)")
-    ax.set_xlabel("updates")
-    ax.set_ylabel("gate")
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(_title(args, "hybrid_kd gate trajectory"))
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=args.dpi)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, args, path, "updates", "gate", "hybrid_kd gate trajectory")
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from kd_nmt.bench.cli import quiet_logging
-
     quiet_logging()
     if not args.results and not args.gate_log:
         raise KDNMTError("nothing to plot: give --results (bench CSVs) and/or --gate-log (training logs)")

@@ -4,7 +4,6 @@ The result trains word-level KD students without the teacher in memory
 (``--task kd_translation --teacher-cache CACHE``). The format is described in
 ``kd_nmt.cache.store``.
 """
-import argparse
 import datetime
 import logging
 import os
@@ -15,6 +14,8 @@ import numpy as np
 import torch
 
 from kd_nmt.cache import store
+from kd_nmt.common.args import ArgumentParser, check_minimums
+from kd_nmt.common.logging_setup import setup_logging
 from kd_nmt.errors import KDNMTError
 
 logger = logging.getLogger(__name__)
@@ -41,11 +42,10 @@ examples:
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="kd-nmt cache-teacher",
         description="Cache a teacher's top-k token distributions over a binarized split.",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--teacher", required=True, help="teacher checkpoint(s), colon separated (ensemble)")
     p.add_argument("--data-bin", required=True, help="fairseq-preprocess'ed data directory")
@@ -67,28 +67,14 @@ def build_parser():
 
 
 def setup_task(data_bin, source_lang, target_lang, split):
-    """A fairseq ``translation`` task on ``data_bin`` with ``split`` loaded."""
-    import kd_nmt.registry  # noqa: F401  (trusted checkpoint loading)
-    from fairseq import options, tasks
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    """A fairseq ``translation`` task on ``data_bin`` with ``split`` (and ``split1``, ...) loaded."""
+    from kd_nmt.common.data_bin import split_languages
+    from kd_nmt.common.task_setup import load_split, translation_task
 
-    if not os.path.isdir(data_bin):
-        raise KDNMTError(f"--data-bin not found: {data_bin!r}")
-    argv = [data_bin, "--task", "translation", "--arch", "transformer"]
-    if source_lang:
-        argv += ["--source-lang", source_lang]
-    if target_lang:
-        argv += ["--target-lang", target_lang]
-    args = options.parse_args_and_arch(options.get_training_parser(), argv)
-    cfg = convert_namespace_to_omegaconf(args)
-    try:
-        task = tasks.setup_task(cfg.task)
-    except KDNMTError:
-        raise
-    except Exception as exc:  # noqa: BLE001  (a missing dictionary, languages not inferable, ...)
-        raise KDNMTError(f"cannot set up a translation task on {data_bin!r}: {type(exc).__name__}: {exc}") from None
-    store.split_files(data_bin, split, task.cfg.source_lang, task.cfg.target_lang)  # clear error if absent
-    task.load_dataset(split, combine=True)
+    src, tgt, _ = split_languages(data_bin, split, source_lang, target_lang)
+    store.split_files(data_bin, split, src, tgt)  # clear error if the target side is absent
+    task = translation_task(data_bin, src, tgt)
+    load_split(task, split, combine=True)
     return task
 
 
@@ -225,12 +211,11 @@ def build(args):
     """Build (or finish) the cache described by ``args``; returns its meta data."""
     from tqdm import tqdm
 
+    import kd_nmt.registry  # noqa: F401  (plugin architectures, trusted checkpoint loading)
     from kd_nmt.teacher import Teacher
 
-    if args.topk < 1:
-        raise KDNMTError(f"--topk must be >= 1, got {args.topk}")
-    if args.chunk_sentences < 1:
-        raise KDNMTError(f"--chunk-sentences must be >= 1, got {args.chunk_sentences}")
+    check_minimums(("--topk", args.topk, 1), ("--chunk-sentences", args.chunk_sentences, 1),
+                   ("--max-tokens", args.max_tokens, 1), ("--max-sentences", args.max_sentences, 1))
     task = setup_task(args.data_bin, args.source_lang, args.target_lang, args.split)
     dataset = task.dataset(args.split)
     teacher = Teacher.from_paths(args.teacher, task)  # checks the dictionaries match
@@ -281,10 +266,7 @@ def build(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
-        level=os.environ.get("LOGLEVEL", "INFO").upper(), stream=sys.stderr,
-    )
+    setup_logging()
     meta = build(args)
     print(
         f"teacher cache {os.path.abspath(args.out)}: top-{meta['k']} of {meta['vocab_size']}, "

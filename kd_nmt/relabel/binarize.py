@@ -12,54 +12,18 @@ done in ``DEST.tmp.PID`` and renamed into place at the end.
 
 Also the sub-command ``kd-nmt relabel binarize`` (for sharded runs: ``cat`` the shards first).
 """
-import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 
+from kd_nmt.common.args import ArgumentParser
+from kd_nmt.common.data_bin import binarized_files, dictionary_path, infer_languages
+from kd_nmt.common.lines import TextFile
+from kd_nmt.common.logging_setup import status
 from kd_nmt.errors import KDNMTError
-
-_IDX = re.compile(r"(.+)\.([^.\-]+)-([^.\-]+)\.([^.]+)\.idx$")
-
-
-def infer_languages(data_bin, source_lang=None, target_lang=None):
-    """``(src, tgt)`` of ``data_bin``: as given, else from its binarized file names or dict files."""
-    if not data_bin or not os.path.isdir(data_bin):
-        raise KDNMTError(f"data-bin directory not found: {data_bin!r}")
-    names = os.listdir(data_bin)
-    if not (source_lang and target_lang):
-        pairs = set()
-        for name in names:
-            m = _IDX.match(name)
-            if m and m.group(4) == m.group(2):  # {split}.{src}-{tgt}.{src}.idx
-                pairs.add((m.group(2), m.group(3)))
-        dict_langs = sorted(n[5:-4] for n in names if n.startswith("dict.") and n.endswith(".txt"))
-        if len(dict_langs) == 2 and (source_lang or target_lang):
-            given = source_lang or target_lang
-            if given in dict_langs:
-                other = dict_langs[1 - dict_langs.index(given)]
-                pairs.add((given, other) if source_lang else (other, given))
-        candidates = sorted(
-            (a, b) for a, b in pairs
-            if (not source_lang or a == source_lang) and (not target_lang or b == target_lang)
-        )
-        if len(candidates) != 1:
-            found = ", ".join(f"{a}-{b}" for a, b in sorted(pairs)) or "none"
-            raise KDNMTError(
-                f"cannot infer the language pair of {data_bin!r} (binarized pairs found: {found}; "
-                f"dictionaries: {', '.join(dict_langs) or 'none'}); "
-                "give --source-lang and --target-lang"
-            )
-        source_lang, target_lang = candidates[0]
-    for lang in (source_lang, target_lang):
-        path = os.path.join(data_bin, f"dict.{lang}.txt")
-        if not os.path.isfile(path):
-            raise KDNMTError(f"dictionary not found: {path!r}")
-    return source_lang, target_lang
 
 
 def _split_sizes(prefix):
@@ -99,7 +63,7 @@ def binarize(data_bin, source_lang, target_lang, source_file, target_file, destd
 
     Returns a summary dict (counts, linked splits). Raises KDNMTError on any count mismatch.
     """
-    log = log or (lambda msg: print(f"kd-nmt relabel: {msg}", file=sys.stderr, flush=True))
+    log = log or status("relabel")
     check_destdir(destdir)
     src, tgt = source_lang, target_lang
     parent = os.path.dirname(os.path.abspath(destdir))
@@ -113,8 +77,8 @@ def binarize(data_bin, source_lang, target_lang, source_file, target_file, destd
             sys.executable, "-m", "fairseq_cli.preprocess",
             "--source-lang", src, "--target-lang", tgt,
             "--trainpref", os.path.join(text_dir, "train"), "--destdir", tmp,
-            "--srcdict", os.path.join(data_bin, f"dict.{src}.txt"),
-            "--tgtdict", os.path.join(data_bin, f"dict.{tgt}.txt"),
+            "--srcdict", dictionary_path(data_bin, src),
+            "--tgtdict", dictionary_path(data_bin, tgt),
             "--workers", str(max(1, int(workers))),
         ]
         log(f"binarizing {source_file} + {target_file} with the dictionaries of {data_bin}")
@@ -149,13 +113,14 @@ def binarize(data_bin, source_lang, target_lang, source_file, target_file, destd
                 "source's (same line count); is --input the gold train source?")
         # the gold dictionaries, byte for byte, and its other splits
         for lang in (src, tgt):
-            shutil.copyfile(os.path.join(data_bin, f"dict.{lang}.txt"), os.path.join(tmp, f"dict.{lang}.txt"))
+            shutil.copyfile(dictionary_path(data_bin, lang), dictionary_path(tmp, lang))
         linked = set()
-        for name in sorted(os.listdir(data_bin)):
-            m = re.match(r"(.+)\.([^.\-]+)-([^.\-]+)\.([^.]+)\.(bin|idx)$", name)
-            if m and m.group(1) != "train" and {m.group(2), m.group(3)} == {src, tgt}:
-                _link_or_copy(os.path.join(data_bin, name), os.path.join(tmp, name))
-                linked.add(m.group(1))
+        for side in binarized_files(data_bin):
+            if side.split != "train" and {side.a, side.b} == {src, tgt}:
+                for ext in (".bin", ".idx"):
+                    name = os.path.basename(side.prefix) + ext
+                    _link_or_copy(side.prefix + ext, os.path.join(tmp, name))
+                linked.add(side.split)
         summary = {
             "source_file": os.path.abspath(source_file),
             "target_file": os.path.abspath(target_file),
@@ -191,13 +156,10 @@ example:
 
 
 def main(argv):
-    from kd_nmt.relabel.cli import ArgumentParser
-    from kd_nmt.relabel.corpus import TextFile
-
     p = ArgumentParser(
         prog="kd-nmt relabel binarize",
         description="Binarize relabeled text into a data-bin aligned with the gold one.",
-        epilog=BINARIZE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=BINARIZE_EXAMPLES,
     )
     p.add_argument("--data-bin", required=True, help="the gold data-bin (dictionaries, valid/test)")
     p.add_argument("--source", required=True, help="train source text (token space)")

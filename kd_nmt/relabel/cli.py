@@ -5,17 +5,22 @@ existing work directory); a user error is one ``KDNMTError`` line, and nothing i
 Then the shard's lines are decoded chunk by chunk into ``OUT.chunks/`` (see
 ``kd_nmt.relabel.chunks``), and ``OUT`` is assembled atomically from the chunks.
 """
-import argparse
 import math
 import os
 import sys
 import tempfile
 import time
 
+from kd_nmt.common.args import ArgumentParser, check_minimums
+from kd_nmt.common.data_bin import dictionary_path, infer_languages
+from kd_nmt.common.detokenize import REMOVE_BPE
+from kd_nmt.common.hashing import sha256_file
+from kd_nmt.common.lines import TextFile
+from kd_nmt.common.logging_setup import status
 from kd_nmt.errors import KDNMTError
 from kd_nmt.relabel import binarize as binarize_mod
 from kd_nmt.relabel.chunks import WorkDir
-from kd_nmt.relabel.corpus import REMOVE_BPE, TextFile, shard_range
+from kd_nmt.relabel.corpus import shard_range
 
 BACKENDS = ("fairseq", "ctranslate2")
 
@@ -51,19 +56,11 @@ input, teacher or decoding option is refused (--restart discards the old work).
 """
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose usage errors are KDNMTErrors (one line ``kd-nmt: error: ...``, exit 2)."""
-
-    def error(self, message):
-        raise KDNMTError(f"{message} (see `{self.prog} --help`)")
-
-
 def build_parser():
     p = ArgumentParser(
         prog="kd-nmt relabel",
         description="Translate a corpus with a teacher (beam search) for sequence-level KD.",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     g = p.add_argument_group("data")
     g.add_argument("--teacher", required=True, metavar="T.pt[:T2.pt]",
@@ -111,9 +108,6 @@ def build_parser():
     g.add_argument("--select-by-reference", default=None, choices=("bleu", "chrf"),
                    help="output the n-best hypothesis with the best sentence BLEU/chrF against "
                         "REF (default bleu when --reference is given)")
-    g.add_argument("--select-by-mbr", default=None, choices=("chrf", "bleu"),
-                   help="output the n-best hypothesis with the highest expected sentence chrF/BLEU "
-                        "against the other hypotheses (MBR; no reference needed)")
     g.add_argument("--remove-bpe", default="sentencepiece", choices=REMOVE_BPE,
                    help="detokenization before scoring against REF (default sentencepiece)")
 
@@ -144,13 +138,6 @@ def _check_writable(path, what):
         raise KDNMTError(f"cannot write {what} {path!r}: {exc.strerror}") from None
 
 
-def _file_sha256(path):
-    import hashlib
-
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def _device(name):
     import torch
 
@@ -167,13 +154,11 @@ class Job:
     def __init__(self, args):
         self.args = args
         a = args
-        for name, value, low in (
+        check_minimums(
             ("--beam", a.beam, 1), ("--nbest", a.nbest, 1), ("--batch-tokens", a.batch_tokens, 1),
             ("--chunk-size", a.chunk_size, 1), ("--num-shards", a.num_shards, 1),
             ("--max-len-b", a.max_len_b, 1), ("--binarize-workers", a.binarize_workers, 1),
-        ):
-            if value < low:
-                raise KDNMTError(f"{name} must be at least {low}, got {value}")
+        )
         if a.max_len_a < 0 or a.threads < 0:
             raise KDNMTError("--max-len-a and --threads must not be negative")
         if not 0 <= a.shard_id < a.num_shards:
@@ -184,17 +169,12 @@ class Job:
             raise KDNMTError("--select-by-reference needs --reference REF")
         if a.reference and a.nbest < 2:
             raise KDNMTError("--reference selects among n-best hypotheses: give --nbest K (K >= 2)")
-        if a.select_by_mbr and (a.reference or a.nbest < 2):
-            raise KDNMTError("--select-by-mbr selects among n-best hypotheses without a reference: "
-                             "give --nbest K (K >= 2) and no --reference")
-        if a.nbest > 1 and not (a.reference or a.nbest_output or a.select_by_mbr):
+        if a.nbest > 1 and not (a.reference or a.nbest_output):
             raise KDNMTError(
                 f"--nbest {a.nbest} without --nbest-output or --reference would keep only the "
                 "1-best; add --nbest-output FILE and/or --reference REF"
             )
         self.metric = (a.select_by_reference or "bleu") if a.reference else None
-        # the n-best JSONL key of the selection scores
-        self.score_key = f"mbr_{a.select_by_mbr}" if a.select_by_mbr else self.metric
         if a.binarize_to and a.num_shards > 1:
             raise KDNMTError(
                 "--binarize-to needs the whole corpus: join the shard outputs with `cat`, then "
@@ -223,7 +203,7 @@ class Job:
             )
 
         # data-bin, input, reference
-        self.src, self.tgt = binarize_mod.infer_languages(a.data_bin, a.source_lang, a.target_lang)
+        self.src, self.tgt = infer_languages(a.data_bin, a.source_lang, a.target_lang)
         self.input = TextFile(a.input, "input")
         self.reference = None
         if a.reference:
@@ -277,7 +257,7 @@ class Job:
             "teacher": teachers,
             "languages": [self.src, self.tgt],
             "dictionaries": [
-                _file_sha256(os.path.join(a.data_bin, f"dict.{lang}.txt")) for lang in (self.src, self.tgt)
+                sha256_file(dictionary_path(a.data_bin, lang)) for lang in (self.src, self.tgt)
             ],
             "beam": a.beam, "lenpen": a.lenpen, "max_len_a": a.max_len_a, "max_len_b": a.max_len_b,
             "nbest": a.nbest,
@@ -286,8 +266,6 @@ class Job:
             "select_by_reference": self.metric,
             "remove_bpe": a.remove_bpe if self.reference else None,
         }
-        if a.select_by_mbr:  # only then, so work dirs of earlier versions still resume
-            manifest.update(select_by_mbr=a.select_by_mbr, remove_bpe=a.remove_bpe)
         binding = tuple(manifest)
         # informative only: they do not change what is computed
         manifest.update(input=os.path.abspath(a.input), batch_tokens=a.batch_tokens, device=a.device)
@@ -297,7 +275,7 @@ class Job:
         import torch
 
         from kd_nmt.checkpoint import load_checkpoint
-        from kd_nmt.relabel.fairseq_backend import translation_task
+        from kd_nmt.common.task_setup import translation_task
         from kd_nmt.teacher import check_teacher_dictionaries
 
         a = self.args
@@ -335,10 +313,6 @@ class Job:
             from kd_nmt.relabel.select import Selector
 
             self.selector = Selector(self.metric, a.remove_bpe)
-        elif a.select_by_mbr:
-            from kd_nmt.relabel.mbr import MBRSelector
-
-            self.selector = MBRSelector(a.select_by_mbr, a.remove_bpe)
 
     # --------------------------------------------------------------------------------------
     def _warn_unknown_tokens(self):
@@ -386,16 +360,13 @@ class Job:
             if self.reference is not None:
                 metric_scores = self.selector.scores([h for h, _ in hyps], self.reference.lines[lo + i])
                 selected = self.selector.best(metric_scores)
-            elif a.select_by_mbr:
-                metric_scores = self.selector.scores([h for h, _ in hyps])
-                selected = self.selector.best(metric_scores)
             outputs[i] = hyps[selected][0]
             if records is not None:
                 entries = []
                 for j, (text, score) in enumerate(hyps):
                     entry = {"tokens": text, "score": round(score, 6)}
                     if metric_scores is not None:
-                        entry[self.score_key] = round(metric_scores[j], 4)
+                        entry[self.metric] = round(metric_scores[j], 4)
                     entries.append(entry)
                 records[i].update(hypotheses=entries, selected=selected)
         stats["seconds"] = round(time.perf_counter() - started, 3)
@@ -449,8 +420,7 @@ class Job:
         return 0
 
 
-def _log(message):
-    print(f"kd-nmt relabel: {message}", file=sys.stderr, flush=True)
+_log = status("relabel")
 
 
 def main(argv=None):

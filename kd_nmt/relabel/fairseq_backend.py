@@ -8,19 +8,8 @@ H- line for the same teacher and options.
 """
 import torch
 
+from kd_nmt.common.batches import make_batches
 from kd_nmt.errors import KDNMTError
-from kd_nmt.relabel.corpus import make_batches
-
-
-def translation_task(data_bin, source_lang, target_lang):
-    """A plain fairseq ``translation`` task on ``data_bin``: only its dictionaries are used."""
-    from fairseq.tasks.translation import TranslationConfig, TranslationTask
-
-    cfg = TranslationConfig(
-        data=data_bin, source_lang=source_lang, target_lang=target_lang,
-        dataset_impl=None, train_subset="train", required_seq_len_multiple=1,
-    )
-    return TranslationTask.setup_task(cfg)
 
 
 class FairseqBackend:

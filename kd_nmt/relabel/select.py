@@ -8,7 +8,7 @@ way (``--remove-bpe``, default sentencepiece: pieces joined, ``▁`` → space).
 hypothesis the teacher scored higher (earlier in the n-best list).
 """
 from kd_nmt.errors import KDNMTError
-from kd_nmt.relabel.corpus import detokenize
+from kd_nmt.common.detokenize import detokenize
 
 METRICS = ("bleu", "chrf")
 

@@ -1,0 +1,57 @@
+"""Text files read line by line exactly as ``fairseq-preprocess`` reads them.
+
+fairseq-preprocess opens a file in Python's text mode (UTF-8, universal newlines: ``\\n``,
+``\\r\\n`` and a lone ``\\r`` each end a line; no other character does, unlike
+``str.splitlines``) and tokenizes each line with ``tokenize_line``, which strips the surrounding
+whitespace. So line *i* here is sentence *i* of the binarized file, with the same tokens, and
+a file has as many lines as fairseq binarizes from it: a final newline ends the last line, it
+does not start an empty one.
+"""
+import hashlib
+import os
+
+from kd_nmt.errors import KDNMTError
+
+
+def split_lines(text):
+    """The lines of ``text`` as fairseq-preprocess sees them (universal newlines, stripped)."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the final newline ends the last line, it does not start one
+    return [line.strip() for line in lines]
+
+
+class TextFile:
+    """A UTF-8 text file read whole: its lines (``split_lines``) and the sha256 of its bytes.
+
+    One KDNMTError naming ``what`` for a missing, unreadable or non-UTF-8 file.
+    """
+
+    def __init__(self, path, what="input"):
+        self.path = path
+        if not path or not os.path.isfile(path):
+            raise KDNMTError(f"{what} file not found: {path!r}")
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise KDNMTError(f"cannot read {what} file {path!r}: {exc.strerror}") from None
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            raise KDNMTError(
+                f"{what} file {path!r} is not UTF-8: byte {data[exc.start]:#04x} at line {line} "
+                f"(offset {exc.start}); convert it first (e.g. iconv -f latin1 -t utf-8)"
+            ) from None
+        del data
+        self.lines = split_lines(text)
+
+    def __len__(self):
+        return len(self.lines)
+
+
+def read_lines(path, what="input"):
+    """The lines of the UTF-8 text file ``path``, as ``fairseq-preprocess`` reads them."""
+    return TextFile(path, what).lines
