@@ -3,6 +3,7 @@
     kd-nmt train ...          fairseq-train with the plugin registered (no --user-dir needed)
     kd-nmt generate ...       fairseq-generate with the plugin registered
     kd-nmt relabel ...        teacher beam search over a corpus (sequence-level KD data)
+    kd-nmt filter ...         drop bad pairs from a relabeled corpus (both sides aligned)
     kd-nmt cache-teacher ...  offline teacher top-k distributions
     kd-nmt bench ...          BLEU/chrF, speed and size of checkpoints
 
@@ -22,6 +23,7 @@ COMMANDS = {
     "train": "kd_nmt.cli:fairseq_train",
     "generate": "kd_nmt.cli:fairseq_generate",
     "relabel": "kd_nmt.relabel.cli:main",
+    "filter": "kd_nmt.filter.cli:main",
     "cache-teacher": "kd_nmt.cache.cli:main",
     "bench": "kd_nmt.bench.cli:main",
     "plot": "kd_nmt.bench.plot:main",

@@ -108,6 +108,9 @@ def build_parser():
     g.add_argument("--select-by-reference", default=None, choices=("bleu", "chrf"),
                    help="output the n-best hypothesis with the best sentence BLEU/chrF against "
                         "REF (default bleu when --reference is given)")
+    g.add_argument("--select-by-mbr", default=None, choices=("chrf", "bleu"),
+                   help="output the n-best hypothesis with the highest expected sentence chrF/BLEU "
+                        "against the other hypotheses (MBR; no reference needed)")
     g.add_argument("--remove-bpe", default="sentencepiece", choices=REMOVE_BPE,
                    help="detokenization before scoring against REF (default sentencepiece)")
 
@@ -169,12 +172,17 @@ class Job:
             raise KDNMTError("--select-by-reference needs --reference REF")
         if a.reference and a.nbest < 2:
             raise KDNMTError("--reference selects among n-best hypotheses: give --nbest K (K >= 2)")
-        if a.nbest > 1 and not (a.reference or a.nbest_output):
+        if a.select_by_mbr and (a.reference or a.nbest < 2):
+            raise KDNMTError("--select-by-mbr selects among n-best hypotheses without a reference: "
+                             "give --nbest K (K >= 2) and no --reference")
+        if a.nbest > 1 and not (a.reference or a.nbest_output or a.select_by_mbr):
             raise KDNMTError(
                 f"--nbest {a.nbest} without --nbest-output or --reference would keep only the "
                 "1-best; add --nbest-output FILE and/or --reference REF"
             )
         self.metric = (a.select_by_reference or "bleu") if a.reference else None
+        # the n-best JSONL key of the selection scores
+        self.score_key = f"mbr_{a.select_by_mbr}" if a.select_by_mbr else self.metric
         if a.binarize_to and a.num_shards > 1:
             raise KDNMTError(
                 "--binarize-to needs the whole corpus: join the shard outputs with `cat`, then "
@@ -266,6 +274,8 @@ class Job:
             "select_by_reference": self.metric,
             "remove_bpe": a.remove_bpe if self.reference else None,
         }
+        if a.select_by_mbr:  # only then, so work dirs of earlier versions still resume
+            manifest.update(select_by_mbr=a.select_by_mbr, remove_bpe=a.remove_bpe)
         binding = tuple(manifest)
         # informative only: they do not change what is computed
         manifest.update(input=os.path.abspath(a.input), batch_tokens=a.batch_tokens, device=a.device)
@@ -313,6 +323,10 @@ class Job:
             from kd_nmt.relabel.select import Selector
 
             self.selector = Selector(self.metric, a.remove_bpe)
+        elif a.select_by_mbr:
+            from kd_nmt.relabel.mbr import MBRSelector
+
+            self.selector = MBRSelector(a.select_by_mbr, a.remove_bpe)
 
     # --------------------------------------------------------------------------------------
     def _warn_unknown_tokens(self):
@@ -360,13 +374,16 @@ class Job:
             if self.reference is not None:
                 metric_scores = self.selector.scores([h for h, _ in hyps], self.reference.lines[lo + i])
                 selected = self.selector.best(metric_scores)
+            elif a.select_by_mbr:
+                metric_scores = self.selector.scores([h for h, _ in hyps])
+                selected = self.selector.best(metric_scores)
             outputs[i] = hyps[selected][0]
             if records is not None:
                 entries = []
                 for j, (text, score) in enumerate(hyps):
                     entry = {"tokens": text, "score": round(score, 6)}
                     if metric_scores is not None:
-                        entry[self.metric] = round(metric_scores[j], 4)
+                        entry[self.score_key] = round(metric_scores[j], 4)
                     entries.append(entry)
                 records[i].update(hypotheses=entries, selected=selected)
         stats["seconds"] = round(time.perf_counter() - started, 3)
