@@ -14,6 +14,8 @@ Steps, each skipped when its output exists (delete the output directory to redo)
 Splits are the files ``RAW/{SPLIT}.{de,en}`` for SPLIT in train, valid, test_tech, test_ding, test
 (whichever exist). ``OUT/bin`` is what ``fairseq-train``, ``kd-nmt relabel`` and ``kd-nmt bench`` read;
 ``OUT/spm.model`` detokenises hypotheses; ``OUT/raw/`` keeps the normalised references.
+``prepare(..., src=, tgt=, splits=)`` takes other languages and split names:
+``scripts/prepare_corpus.py`` uses it for any parallel corpus.
 """
 import argparse
 import json
@@ -27,35 +29,48 @@ SPLITS = ("train", "valid", "test_tech", "test_ding", "test")
 SRC, TGT = "de", "en"
 
 
-def _normalise(raw, out, max_train):
+def read_lines(path):
+    """The lines of a UTF-8 file, split where fairseq-preprocess splits them (universal newlines).
+
+    ``str.splitlines`` also splits at \\x0b, \\x0c, \\x1c-\\x1e, \\x85, \\u2028 and \\u2029: one such
+    character inside a line of a user's corpus would shift every later line of that side.
+    """
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the final newline ends the last line, it does not start one
+    return lines
+
+
+def _normalise(raw, out, max_train, langs=(SRC, TGT), splits=SPLITS):
     from sacremoses import MosesPunctNormalizer
 
     out.mkdir(parents=True, exist_ok=True)
-    for split in SPLITS:
-        if not (raw / f"{split}.{SRC}").exists():
+    for split in splits:
+        if not (raw / f"{split}.{langs[0]}").exists():
             continue
-        for lang in (SRC, TGT):
+        for lang in langs:
             dest = out / f"{split}.{lang}"
             if dest.exists():
                 continue
             norm = MosesPunctNormalizer(lang=lang)
-            lines = (raw / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()
+            lines = read_lines(raw / f"{split}.{lang}")
             if split == "train" and max_train:
                 lines = lines[:max_train]
             tmp = dest.with_suffix(dest.suffix + ".tmp")
             tmp.write_text("".join(norm.normalize(x).strip() + "\n" for x in lines), encoding="utf-8")
             os.replace(tmp, dest)
-    return [s for s in SPLITS if (out / f"{s}.{SRC}").exists()]
+    return [s for s in splits if (out / f"{s}.{langs[0]}").exists()]
 
 
-def _train_spm(norm, out, vocab, seed):
+def _train_spm(norm, out, vocab, seed, langs=(SRC, TGT)):
     import sentencepiece as spm
 
     model = out / "spm.model"
     if model.exists():
         return model
     spm.SentencePieceTrainer.train(
-        input=[str(norm / f"train.{SRC}"), str(norm / f"train.{TGT}")],
+        input=[str(norm / f"train.{lang}") for lang in langs],
         model_prefix=str(out / "spm.tmp"), vocab_size=vocab, model_type="unigram",
         character_coverage=1.0, input_sentence_size=2_000_000, shuffle_input_sentence=True,
         seed_sentencepiece_size=1_000_000, num_threads=os.cpu_count() or 1,
@@ -66,7 +81,7 @@ def _train_spm(norm, out, vocab, seed):
     return model
 
 
-def _encode(norm, tok, model, splits, noise, seed):
+def _encode(norm, tok, model, splits, noise, seed, langs=(SRC, TGT)):
     import sentencepiece as spm
 
     from data.noise import noise_lines
@@ -74,12 +89,12 @@ def _encode(norm, tok, model, splits, noise, seed):
     sp = spm.SentencePieceProcessor(model_file=str(model))
     tok.mkdir(parents=True, exist_ok=True)
     for split in splits:
-        for lang in (SRC, TGT):
+        for lang in langs:
             dest = tok / f"{split}.{lang}"
             if dest.exists():
                 continue
-            lines = (norm / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()
-            if noise and split == "train" and lang == SRC:
+            lines = read_lines(norm / f"{split}.{lang}")
+            if noise and split == "train" and lang == langs[0]:
                 kind, rate = noise
                 lines = noise_lines(lines, kind, rate, seed)
             tmp = dest.with_suffix(dest.suffix + ".tmp")
@@ -87,14 +102,15 @@ def _encode(norm, tok, model, splits, noise, seed):
             os.replace(tmp, dest)
 
 
-def _binarize(tok, bin_dir, splits, srcdict=None):
-    if (bin_dir / "dict.en.txt").exists():
+def _binarize(tok, bin_dir, splits, srcdict=None, langs=(SRC, TGT)):
+    src, tgt = langs
+    if (bin_dir / f"dict.{tgt}.txt").exists():
         return
     tmp = bin_dir.with_name(bin_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     cmd = [
         str(Path(sys.executable).with_name("fairseq-preprocess")),
-        "--source-lang", SRC, "--target-lang", TGT, "--trainpref", str(tok / "train"),
+        "--source-lang", src, "--target-lang", tgt, "--trainpref", str(tok / "train"),
         "--destdir", str(tmp), "--workers", str(os.cpu_count() or 1),
     ]
     if srcdict:
@@ -108,26 +124,30 @@ def _binarize(tok, bin_dir, splits, srcdict=None):
     # fairseq names extra valid prefixes valid1, valid2...: give them their split names back
     for i, split in enumerate(others):
         name = "valid" if i == 0 else f"valid{i}"
-        for f in tmp.glob(f"{name}.{SRC}-{TGT}.*"):
+        for f in tmp.glob(f"{name}.{src}-{tgt}.*"):
             f.rename(tmp / f.name.replace(name + ".", split + ".", 1))
     os.replace(tmp, bin_dir)
 
 
-def prepare(raw, out, vocab=8000, max_train=0, noise=None, seed=1, srcdict=None, spm_model=None):
-    """Build ``out/{raw,spm.model,tok,bin}`` from the raw corpus directory ``raw``; returns ``out/bin``."""
-    raw, out = Path(raw), Path(out)
-    if not (raw / f"train.{SRC}").exists():
-        sys.exit(f"prepare: error: no {raw}/train.{SRC} — build the corpus first (make data)")
+def prepare(raw, out, vocab=8000, max_train=0, noise=None, seed=1, srcdict=None, spm_model=None,
+            src=SRC, tgt=TGT, splits=SPLITS):
+    """Build ``out/{raw,spm.model,tok,bin}`` from the raw corpus directory ``raw``; returns ``out/bin``.
+
+    ``splits``: the split names to look for (``RAW/{split}.{src}``), train first.
+    """
+    raw, out, langs = Path(raw), Path(out), (src, tgt)
+    if not (raw / f"train.{src}").exists():
+        sys.exit(f"prepare: error: no {raw}/train.{src} — build the corpus first (make data)")
     out.mkdir(parents=True, exist_ok=True)
-    splits = _normalise(raw, out / "raw", max_train)
+    splits = _normalise(raw, out / "raw", max_train, langs, splits)
     if spm_model:
         model = out / "spm.model"
         if not model.exists():
             shutil.copy(spm_model, model)
     else:
-        model = _train_spm(out / "raw", out, vocab, seed)
-    _encode(out / "raw", out / "tok", model, splits, noise, seed)
-    _binarize(out / "tok", out / "bin", splits, srcdict)
+        model = _train_spm(out / "raw", out, vocab, seed, langs)
+    _encode(out / "raw", out / "tok", model, splits, noise, seed, langs)
+    _binarize(out / "tok", out / "bin", splits, srcdict, langs)
     (out / "prepare.json").write_text(json.dumps(
         {"raw": str(raw), "vocab": vocab, "max_train": max_train, "noise": noise, "seed": seed,
          "splits": splits, "srcdict": str(srcdict) if srcdict else None}, indent=2))

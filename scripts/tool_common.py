@@ -1,0 +1,26 @@
+"""What the tools in ``scripts/`` share: the repository on ``sys.path`` and the error line.
+
+A tool is run as ``python scripts/NAME.py`` from anywhere: Python then puts ``scripts/`` (not the
+repository) on ``sys.path``, so ``data.prepare`` would not import. ``REPO`` is added here, once.
+
+``run_tool`` gives every tool the ``kd-nmt`` contract: a user error (``KDNMTError``, including a
+bad option through ``kd_nmt.common.args.ArgumentParser``) prints one line ``NAME: error: ...``
+and exits with status 2; anything else is a bug and keeps its traceback.
+"""
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from kd_nmt.errors import KDNMTError  # noqa: E402
+
+
+def run_tool(prog, main, argv=None):
+    """``main(argv)``'s exit status (0 for None); a KDNMTError is one line on stderr and status 2."""
+    try:
+        return main(sys.argv[1:] if argv is None else argv) or 0
+    except KDNMTError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
