@@ -19,7 +19,7 @@ import sys
 from kd_nmt.common.args import ArgumentParser, check_minimums
 from kd_nmt.common.detokenize import REMOVE_BPE
 from kd_nmt.common.lines import TextFile
-from kd_nmt.common.logging_setup import status
+from kd_nmt.common.logging_setup import quiet_logging, status
 from kd_nmt.errors import KDNMTError
 from kd_nmt.filter import checks
 
@@ -359,4 +359,5 @@ _log = status("filter")
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    quiet_logging()  # fairseq's INFO lines would bury the summary
     return Job(args).run()
