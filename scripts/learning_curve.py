@@ -59,7 +59,10 @@ def score_checkpoint(path, data, split, beam, threads):
     from kd_nmt.relabel.ct2_backend import CT2Backend
 
     state = torch.load(path, map_location="cpu", weights_only=False)
-    backend = CT2Backend(path, state, os.path.join(data, "bin"), "de", "en", beam=beam, threads=threads)
+    # output length bound 1.2 x source + 10: an early checkpoint that babbles would otherwise
+    # decode 200 tokens per sentence, and no reference is that long
+    backend = CT2Backend(path, state, os.path.join(data, "bin"), "de", "en", beam=beam, threads=threads,
+                         max_len_a=1.2, max_len_b=10)
     del state
     with open(os.path.join(data, "tok", f"{split}.de"), encoding="utf-8") as f:
         sources = [line.split()[:1022] for line in f]

@@ -60,18 +60,38 @@ def average(paths):
     return first
 
 
+def tied_names(weights):
+    """``{name: name of the first tensor sharing its storage}`` (tied embeddings / output layer)."""
+    first_of = {}
+    tied = {}
+    for name, tensor in weights.items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        tied[name] = first_of.setdefault(key, name)
+    return tied
+
+
 def ship(checkpoints, data, out, note, info):
     import torch
     from omegaconf import open_dict
 
     os.makedirs(out, exist_ok=True)
+    tied = tied_names(torch.load(checkpoints[0], map_location="cpu", weights_only=False)["model"])
     state = average(checkpoints)
     floats = {k: v.to(torch.float16) for k, v in state["model"].items()}
-    cfg = state["cfg"]
-    with open_dict(cfg):
-        cfg.task.data = os.path.relpath(out)
-    shipped = {"cfg": cfg, "model": floats, "args": None,
-               "extra_state": {"kd_nmt_shipped": {"averaged": [os.path.basename(p) for p in checkpoints]}}}
+    # the shared embedding matrix is one tensor under three names: save it once (torch.save
+    # writes a storage once however many names point to it)
+    floats = {k: floats[tied[k]] for k in floats}
+    cfg = state["cfg"]  # fairseq stores it as a plain dict (or a DictConfig)
+    if isinstance(cfg, dict):
+        cfg["task"]["data"] = os.path.relpath(out)
+    else:
+        with open_dict(cfg):
+            cfg.task.data = os.path.relpath(out)
+    # keep fairseq's bookkeeping (optimizer_history, extra_state: its loader upgrades states
+    # that lack them), drop the optimizer's moments (two float32 copies of the weights)
+    shipped = {k: v for k, v in state.items() if k != "last_optimizer_state"}
+    shipped.update(cfg=cfg, model=floats)
+    shipped.setdefault("extra_state", {})["kd_nmt_shipped"] = {"averaged": [os.path.basename(p) for p in checkpoints]}
     tmp = os.path.join(out, "model.pt.tmp")
     torch.save(shipped, tmp)
     os.replace(tmp, os.path.join(out, "model.pt"))
@@ -81,7 +101,7 @@ def ship(checkpoints, data, out, note, info):
     manifest = {
         "files": {name: sha256(os.path.join(out, name)) for name in FILES},
         "averaged_checkpoints": [os.path.basename(p) for p in checkpoints],
-        "parameters": int(sum(v.numel() for v in floats.values() if v.numel() > 1)),  # not version counters
+        "parameters": int(sum(floats[k].numel() for k in set(tied.values()) if floats[k].numel() > 1)),
         "dtype": "float16 (weights only; loads into float32 models)",
         "note": note,
     }
