@@ -25,14 +25,24 @@ esac
 log() { printf '[%s %s] %s\n' "$(date +%H:%M:%S)" "${RECIPE:-recipe}" "$*" >&2; }
 
 # corpus DIR MAX_TRAIN VOCAB [NOISE]: the de-en corpus from Debian packages, sentencepiece'd and
-# binarized into DIR/bin (data/prepare.py; NOISE like dropout:0.1 noises the train source)
+# binarized into DIR/bin (data/prepare.py; NOISE like dropout:0.1 noises the train source);
+# SPM_MODEL / SRCDICT (a shipped teacher's) reuse a sentencepiece model and joined dictionary.
+# CORPUS=RAW_DIR (absolute, or relative to the repository): the user's raw corpus instead,
+# train.{de,en} valid.{de,en} test*.{de,en}, checked and prepared by scripts/prepare_corpus.py
 corpus() {
-    local dir=$1 max_train=$2 vocab=$3 noise=${4:-}
-    python -m data.build_corpus >&2
+    local dir=$1 max_train=$2 vocab=$3 noise=${4:-} raw=$REPO/data/corpus/deen
+    local prepare=(python -m data.prepare)
+    if [ -n "${CORPUS:-}" ]; then
+        raw=$CORPUS
+        prepare=(python "$REPO/scripts/prepare_corpus.py")
+    else
+        python -m data.build_corpus >&2
+    fi
     if [ ! -e "$dir/bin/dict.en.txt" ]; then
-        log "prepare $dir (train $max_train, vocab $vocab${noise:+, noise $noise})"
-        python -m data.prepare --raw "$REPO/data/corpus/deen" --out "$dir" --vocab "$vocab" \
-            --max-train "$max_train" --seed "$SEED" ${noise:+--noise "$noise"} >&2
+        log "prepare $dir from $raw (train $max_train, vocab $vocab${noise:+, noise $noise})"
+        "${prepare[@]}" --raw "$raw" --out "$dir" --vocab "$vocab" \
+            --max-train "$max_train" --seed "$SEED" ${noise:+--noise "$noise"} \
+            ${SPM_MODEL:+--spm-model "$SPM_MODEL"} ${SRCDICT:+--srcdict "$SRCDICT"} >&2
     fi
 }
 
@@ -48,7 +58,7 @@ train() {
     kd-nmt train "$data" --arch "$arch" --label-smoothing 0.1 \
         --optimizer adam --adam-betas '(0.9, 0.98)' --lr "$LR" --lr-scheduler inverse_sqrt \
         --warmup-updates "$WARMUP" --max-tokens "$MAX_TOKENS" --max-update "$updates" \
-        --seed "$SEED" $DEVICE_ARGS --num-workers 0 --no-epoch-checkpoints \
+        --seed "$SEED" $DEVICE_ARGS $PRECISION_ARGS --num-workers 0 --no-epoch-checkpoints \
         --log-format simple --log-interval 25 --no-progress-bar \
         --save-dir "$save" "$@" >>"$save/train.log" 2>&1 \
         || { log "FAILED: see $save/train.log"; tail -n 20 "$save/train.log" >&2; return 1; }
