@@ -78,11 +78,18 @@ class Teacher:
         return len(self.models)
 
     def to_like(self, tensor):
-        """Move the teacher to ``tensor``'s device and floating dtype (once; cheap afterwards)."""
+        """Move the teacher to ``tensor``'s device and floating dtype (once; cheap afterwards).
+
+        Under autocast the student's logits are bfloat16 while its weights are float32: the
+        teacher then keeps float32 weights too and runs under the same autocast.
+        """
+        dtype = tensor.dtype
+        if torch.is_autocast_enabled(tensor.device.type):
+            dtype = torch.float32
         for model in self.models:
             param = next(model.parameters())
-            if param.device != tensor.device or param.dtype != tensor.dtype:
-                model.to(device=tensor.device, dtype=tensor.dtype)
+            if param.device != tensor.device or param.dtype != dtype:
+                model.to(device=tensor.device, dtype=dtype)
 
     @torch.no_grad()
     def logits(self, net_input):
