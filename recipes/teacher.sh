@@ -34,7 +34,7 @@ train "$WORK/model" "$WORK/data/bin" transformer_kd_small "$TEACHER_UPDATES" \
 log "learning curve -> $RESULTS/curve.png"
 python scripts/learning_curve.py --data "$WORK/data" --run "$WORK/model" \
     --splits test_tech test_ding --threads "$THREADS" --out "$RESULTS/curve" \
-    --title "teacher transformer_kd_small, 58,532 pairs, bf16" >&2
+    --title "teacher transformer_kd_small, 58,532 pairs, ${PRECISION_ARGS:-fp32}" >&2
 
 if [ ! -e "$SHIP/MANIFEST.json" ]; then
     mapfile -t LAST < <(ls "$WORK"/model/checkpoint_*_*.pt | sed 's/.*_\([0-9]*\)\.pt$/\1 &/' \
