@@ -9,7 +9,8 @@
 #   bash recipes/quickstart.sh            # ~25 min on 2 CPU cores; rerun = resume
 #
 # Knobs: MAX_TRAIN (10000 train pairs), STUDENT_UPDATES (150), STUDENT_ARCH (transformer_kd_tiny),
-# TEACHER_DIR (models/teacher-deen), WORK (work/quickstart), RESULTS (results/quickstart), plus
+# TEACHER_DIR (models/teacher-deen), WORK (work/quickstart), RESULTS (results/quickstart),
+# TEST_SPLIT (test_tech; with CORPUS=DIR one of its test* splits), plus
 # recipes/lib.sh's (SEED, THREADS, MAX_TOKENS, LR, PRECISION, ...). TRAIN_TEACHER=1 trains a small
 # teacher here instead (TEACHER_UPDATES, TEACHER_ARCH, VOCAB: the recipe of before the shipped one).
 set -euo pipefail
@@ -18,7 +19,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO"
 : "${MAX_TRAIN:=10000}" "${STUDENT_UPDATES:=150}" "${STUDENT_ARCH:=transformer_kd_tiny}"
 : "${TEACHER_DIR:=models/teacher-deen}" "${TRAIN_TEACHER:=}"
-: "${WORK:=work/quickstart}" "${RESULTS:=results/quickstart}"
+: "${WORK:=work/quickstart}" "${RESULTS:=results/quickstart}" "${TEST_SPLIT:=test_tech}"
 START=$SECONDS
 
 if [ -z "$TRAIN_TEACHER" ]; then
@@ -34,7 +35,7 @@ relabel "$TEACHER" "$WORK/data" "$WORK/seqkd-bin"
 
 METHODS="baseline word_kd seq_kd hybrid_kd"
 grid "$WORK/students" "$WORK/data" "$WORK/seqkd-bin" "$TEACHER" "$STUDENT_UPDATES" "$STUDENT_ARCH" "$METHODS"
-grid_bench "$RESULTS/bench" "$WORK/students" "$WORK/data" test_tech "$TEACHER" "$STUDENT_ARCH" "$METHODS"
+grid_bench "$RESULTS/bench" "$WORK/students" "$WORK/data" "$TEST_SPLIT" "$TEACHER" "$STUDENT_ARCH" "$METHODS"
 size=${STUDENT_ARCH#transformer_kd_}
 kd-nmt plot --gate-log "$WORK/students/$size/hybrid_kd/train.log" --gate-labels learned --out "$RESULTS" >&2
 

@@ -55,6 +55,9 @@ def average(paths):
             if weights.keys() != total.keys():
                 sys.exit(f"ship_checkpoint: error: {path} has other parameters than {paths[0]}")
             for k, v in weights.items():
+                if v.shape != total[k].shape:
+                    sys.exit(f"ship_checkpoint: error: {k} is {tuple(v.shape)} in {path} but "
+                             f"{tuple(total[k].shape)} in {paths[0]}: not the same architecture")
                 total[k] += v.double()
     first["model"] = {k: (v / len(paths)) for k, v in total.items()}
     return first
