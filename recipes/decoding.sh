@@ -5,9 +5,11 @@
 # gathers the rows and adds a wider beam.
 #
 # Knobs: BEAMS (5 10), SIZES / METHODS / WORK as student_size.sh.
+set -euo pipefail
 RECIPE=decoding
+# shellcheck source=recipes/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-cd "$REPO"
+cd "$REPO" || exit 1
 : "${SIZES:=transformer_kd_mini transformer_kd_tiny transformer_kd_small}"
 : "${METHODS:=baseline word_kd todi seq_kd seq_inter word_seq hybrid_kd}"
 : "${WORK:=work/study}" "${RESULTS:=results/decoding}" "${BEAMS:=5 10}"

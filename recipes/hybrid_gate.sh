@@ -7,9 +7,11 @@
 #
 # Knobs: UPDATES (1000), ARCH (transformer_kd_tiny), GATES ("learned normalize"), WORK
 # (work/quickstart), RESULTS (results/hybrid_gate), and recipes/lib.sh's.
+set -euo pipefail
 RECIPE=hybrid_gate
+# shellcheck source=recipes/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-cd "$REPO"
+cd "$REPO" || exit 1
 : "${UPDATES:=1000}" "${ARCH:=transformer_kd_tiny}" "${GATES:=learned normalize}"
 : "${WORK:=work/quickstart}" "${RESULTS:=results/hybrid_gate}"
 TEACHER=$WORK/teacher/checkpoint_best.pt
@@ -28,6 +30,7 @@ for gate in $GATES; do
     logs+=("$WORK/gate-$gate/train.log")
 done
 mkdir -p "$RESULTS"
+# shellcheck disable=SC2086  # GATES: a word list, one label each
 kd-nmt plot --gate-log "${logs[@]}" --gate-labels $GATES --out "$RESULTS" >&2
 for gate in $GATES; do
     echo "== $gate: update, gate, token_loss, sentence_loss (bits)"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # recipes/lib.sh — the steps every recipe shares. Source it; do not run it.
 #
 # Every step writes into its own directory and skips itself when that directory holds DONE
@@ -55,6 +56,7 @@ train() {
     mkdir -p "$save"
     log "train $save ($arch, $updates updates)"
     local start=$SECONDS
+    # shellcheck disable=SC2086  # DEVICE_ARGS / PRECISION_ARGS: zero or one flag each
     kd-nmt train "$data" --arch "$arch" --label-smoothing 0.1 \
         --optimizer adam --adam-betas '(0.9, 0.98)' --lr "$LR" --lr-scheduler inverse_sqrt \
         --warmup-updates "$WARMUP" --max-tokens "$MAX_TOKENS" --max-update "$updates" \
@@ -70,7 +72,8 @@ train() {
 corpus_and_teacher() {
     corpus "$1/data" "$2" "$3"
     train "$1/teacher" "$1/data/bin" "$4" "$5" --task translation --criterion label_smoothed_cross_entropy
-    TEACHER=$1/teacher/checkpoint_best.pt
+    TEACHER=$1/teacher/checkpoint_best.pt  # read by the calling recipe
+    export TEACHER
 }
 
 # student METHOD SAVE_DIR DATA_DIR ARCH UPDATES TEACHER SEQKD_BIN [more options]: one KD method

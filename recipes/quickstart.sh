@@ -15,8 +15,9 @@
 # teacher here instead (TEACHER_UPDATES, TEACHER_ARCH, VOCAB: the recipe of before the shipped one).
 set -euo pipefail
 RECIPE=quickstart
+# shellcheck source=recipes/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-cd "$REPO"
+cd "$REPO" || exit 1
 : "${MAX_TRAIN:=10000}" "${STUDENT_UPDATES:=150}" "${STUDENT_ARCH:=transformer_kd_tiny}"
 : "${TEACHER_DIR:=models/teacher-deen}" "${TRAIN_TEACHER:=}"
 : "${WORK:=work/quickstart}" "${RESULTS:=results/quickstart}" "${TEST_SPLIT:=test_tech}"

@@ -10,9 +10,11 @@
 # WORK (work/study), RESULTS (results/student_size), and recipes/lib.sh's.
 # Output: RESULTS/bench_test_tech, RESULTS/bench_test_ding (bench.csv, bench.md, per-length buckets),
 # RESULTS/figures (BLEU vs parameters per method, gate trajectories).
+set -euo pipefail
 RECIPE=student_size
+# shellcheck source=recipes/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-cd "$REPO"
+cd "$REPO" || exit 1
 : "${MAX_TRAIN:=0}" "${VOCAB:=4000}" "${TEACHER_UPDATES:=3000}" "${STUDENT_UPDATES:=1500}"
 : "${TEACHER_ARCH:=transformer_kd_small}"
 : "${SIZES:=transformer_kd_mini transformer_kd_tiny transformer_kd_small}"

@@ -19,8 +19,9 @@
 set -euo pipefail
 RECIPE=teacher
 : "${WARMUP:=400}"
+# shellcheck source=recipes/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-cd "$REPO"
+cd "$REPO" || exit 1
 : "${TEACHER_UPDATES:=1200}" "${VOCAB:=8000}"
 : "${WORK:=work/teacher}" "${RESULTS:=results/teacher}" "${AVERAGE:=1}"
 : "${SHIP:=$RESULTS/ship}"
@@ -37,7 +38,7 @@ python scripts/learning_curve.py --data "$WORK/data" --run "$WORK/model" \
     --title "teacher transformer_kd_small, 58,532 pairs, ${PRECISION_ARGS:-fp32}" >&2
 
 if [ ! -e "$SHIP/MANIFEST.json" ]; then
-    mapfile -t LAST < <(ls "$WORK"/model/checkpoint_*_*.pt | sed 's/.*_\([0-9]*\)\.pt$/\1 &/' \
+    mapfile -t LAST < <(find "$WORK/model" -maxdepth 1 -name 'checkpoint_*_*.pt' | sed 's/.*_\([0-9]*\)\.pt$/\1 &/' \
                         | sort -n | tail -n "$AVERAGE" | cut -d' ' -f2)
     log "ship the mean of ${#LAST[@]} checkpoints -> $SHIP"
     python scripts/ship_checkpoint.py --checkpoints "${LAST[@]}" --data "$WORK/data" --out "$SHIP" \

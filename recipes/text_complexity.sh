@@ -9,9 +9,11 @@
 # Knobs: NOISES (dropout shuffle replace), RATES (0.1 0.2 0.3; rate 0 is student_size.sh's clean
 # run), ARCH (transformer_kd_tiny), METHODS (baseline word_kd seq_kd hybrid_kd), and
 # student_size.sh's MAX_TRAIN VOCAB TEACHER_ARCH TEACHER_UPDATES STUDENT_UPDATES WORK.
+set -euo pipefail
 RECIPE=text_complexity
+# shellcheck source=recipes/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-cd "$REPO"
+cd "$REPO" || exit 1
 : "${MAX_TRAIN:=0}" "${VOCAB:=4000}" "${TEACHER_UPDATES:=3000}" "${STUDENT_UPDATES:=1500}"
 : "${TEACHER_ARCH:=transformer_kd_small}" "${ARCH:=transformer_kd_tiny}"
 : "${NOISES:=dropout shuffle replace}" "${RATES:=0.1 0.2 0.3}"
