@@ -195,11 +195,13 @@ def main(argv=None):
     between = {
         "relabel_fairseq_vs_generate": {
             "bleu": sacrebleu.corpus_bleu(texts["relabel_fairseq"], [texts["generate"]]).score,
-            "identical_lines": sum(a == b for a, b in zip(systems["relabel_fairseq"]["hyps"], systems["generate"]["hyps"])),
+            "identical_lines": sum(a == b for a, b in zip(systems["relabel_fairseq"]["hyps"],
+                                                          systems["generate"]["hyps"])),
         },
         "relabel_ct2_vs_relabel_fairseq": {
             "bleu": sacrebleu.corpus_bleu(texts["relabel_ct2"], [texts["relabel_fairseq"]]).score,
-            "identical_lines": sum(a == b for a, b in zip(systems["relabel_ct2"]["hyps"], systems["relabel_fairseq"]["hyps"])),
+            "identical_lines": sum(a == b for a, b in zip(systems["relabel_ct2"]["hyps"],
+                                                          systems["relabel_fairseq"]["hyps"])),
         },
     }
     gen_rate = systems["generate"]["sents_per_s"]

@@ -169,7 +169,8 @@ def markdown(results):
     for r in results:
         lines += [
             f"teacher `{Path(r['teacher']).parent.name}` (mean entropy {r['teacher_entropy_bits']} bits), "
-            f"V = {r['vocab']}, {r['tokens']} train tokens, full KD (fkl, tau 1) {r['kd_full_per_token_tau1']} nats/token:",
+            f"V = {r['vocab']}, {r['tokens']} train tokens, "
+            f"full KD (fkl, tau 1) {r['kd_full_per_token_tau1']} nats/token:",
             "",
             "| k | teacher mass in top k | KD rel. error tau=1 | tau=2 | grad cosine tau=1 | tau=2 |",
             "|---:|---:|---:|---:|---:|---:|",
@@ -177,7 +178,8 @@ def markdown(results):
         for row in r["rows"]:
             lines.append(
                 f"| {row['k']} | {row['teacher_mass']:.3f} | {100 * row['signed_error_tau1']:+.2f} % | "
-                f"{100 * row['signed_error_tau2']:+.2f} % | {row['grad_cosine_tau1']:.4f} | {row['grad_cosine_tau2']:.4f} |"
+                f"{100 * row['signed_error_tau2']:+.2f} % | {row['grad_cosine_tau1']:.4f} | "
+                f"{row['grad_cosine_tau2']:.4f} |"
             )
         lines.append("")
     return "\n".join(lines)

@@ -227,7 +227,8 @@ def run_config(config, work, data_bin, teacher, cache, args):
         str(data_bin), *STUDENT, *common(args.max_tokens, args.updates),
         *map(str, config_args(config, teacher, cache, args.divergence)), "--user-dir", str(ROOT / "kd_nmt"),
     ]
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(out_json), "--warmup", str(args.warmup), "--", *argv]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(out_json),
+           "--warmup", str(args.warmup), "--", *argv]
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     log = open(work / f"run-{config}.log", "w")
@@ -236,7 +237,8 @@ def run_config(config, work, data_bin, teacher, cache, args):
     proc.returncode = os.waitstatus_to_exitcode(status)
     log.close()
     if proc.returncode != 0:
-        raise RuntimeError(f"{config} failed, see {work / f'run-{config}.log'}:\n" + (work / f"run-{config}.log").read_text()[-3000:])
+        raise RuntimeError(f"{config} failed, see {work / f'run-{config}.log'}:\n"
+                           + (work / f"run-{config}.log").read_text()[-3000:])
     result = json.loads(out_json.read_text())
     result["peak_rss_mb"] = rusage.ru_maxrss / 1024  # Linux: kB
     return result
@@ -299,7 +301,8 @@ def measure(args):
                             ("kd_live_autograd", "autograd_kd_vs_ce_throughput")):
             if config in runs:
                 result[key] = round(runs[config]["wps"] / ce["wps"], 3)
-                result[key + "_cpu_time"] = round(runs[config]["tokens_per_cpu_second"] / ce["tokens_per_cpu_second"], 3)
+                result[key + "_cpu_time"] = round(
+                    runs[config]["tokens_per_cpu_second"] / ce["tokens_per_cpu_second"], 3)
         for config, key in (("kd_live", "kd_vs_ce_peak_memory"), ("kd_cache", "cached_kd_vs_ce_peak_memory"),
                             ("kd_live_autograd", "autograd_kd_vs_ce_peak_memory")):
             if config in runs:
@@ -337,7 +340,8 @@ def markdown(result):
         goals.append(f"| cached KD / CE throughput | {v:.2f} | >= 0.90 | {'met' if v >= 0.9 else 'NOT met'} |")
     if "kd_loss_overhead" in result:
         v = result["kd_loss_overhead"]
-        goals.append(f"| KD-loss overhead on CE + teacher forward | {100 * v:.1f} % | <= 10 % | {'met' if v <= 0.10 else 'NOT met'} |")
+        goals.append(f"| KD-loss overhead on CE + teacher forward | {100 * v:.1f} % | <= 10 % | "
+                     f"{'met' if v <= 0.10 else 'NOT met'} |")
     if "kd_vs_ce_peak_memory" in result:
         v = result["kd_vs_ce_peak_memory"]
         goals.append(f"| live KD / CE peak RSS | {v:.2f} | <= 1.30 | {'met' if v <= 1.3 else 'NOT met'} |")

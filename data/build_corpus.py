@@ -237,8 +237,10 @@ licenses of its sources; redistribution of the derived files must keep this noti
 
 | source | Debian package(s) | version | license | used for |
 | --- | --- | --- | --- | --- |
-| LibreOffice help (en-US, de) | libreoffice-help-en-us, libreoffice-help-de | {help_v} | MPL-2.0 | train, valid, test_tech |
-| Ding German-English dictionary (example sentences), (c) Frank Richter, TU Chemnitz | trans-de-en | {ding_v} | GPL-2+ | train, valid, test_ding |
+| LibreOffice help (en-US, de) | libreoffice-help-en-us, libreoffice-help-de \
+| {help_v} | MPL-2.0 | train, valid, test_tech |
+| Ding German-English dictionary (example sentences), (c) Frank Richter, TU Chemnitz \
+| trans-de-en | {ding_v} | GPL-2+ | train, valid, test_ding |
 | LibreOffice UI strings (gettext .mo, de) | libreoffice-l10n-de | {ui_v} | MPL-2.0 | train only |
 
 - LibreOffice: Copyright The Document Foundation and contributors, Mozilla Public License 2.0,
@@ -408,8 +410,10 @@ A small slice of the real corpus built by `data/build_corpus.py`, for tests and 
 
 | file | pairs | content |
 | --- | --- | --- |
-| train.de / train.en | {len(chosen['train'])} | 200 LibreOffice help segments + 200 Ding sentences, mixed by a fixed md5 order (corpus train split) |
-| valid.de / valid.en | {len(chosen['valid'])} | lines 1-30 help (held-out help files), 31-60 Ding (corpus valid split) |
+| train.de / train.en | {len(chosen['train'])} | 200 LibreOffice help segments + 200 Ding sentences, \
+mixed by a fixed md5 order (corpus train split) |
+| valid.de / valid.en | {len(chosen['valid'])} | lines 1-30 help (held-out help files), \
+31-60 Ding (corpus valid split) |
 | test.de / test.en | {len(chosen['test'])} | lines 1-30 from test_tech (held-out help files), 31-60 from test_ding |
 
 Raw untokenised UTF-8, one segment per line, 3-{args.fixture_max_words} words per side, selected by
@@ -424,8 +428,10 @@ Made with:
 
 | source | Debian package | version | license |
 | --- | --- | --- | --- |
-| LibreOffice help (en-US, de) | libreoffice-help-en-us, libreoffice-help-de | {versions.get('libreoffice-help-en-us')} / {versions.get('libreoffice-help-de')} | MPL-2.0 |
-| Ding dictionary example sentences, (c) Frank Richter, TU Chemnitz | trans-de-en | {versions.get('trans-de-en')} | GPL-2+ |
+| LibreOffice help (en-US, de) | libreoffice-help-en-us, libreoffice-help-de \
+| {versions.get('libreoffice-help-en-us')} / {versions.get('libreoffice-help-de')} | MPL-2.0 |
+| Ding dictionary example sentences, (c) Frank Richter, TU Chemnitz \
+| trans-de-en | {versions.get('trans-de-en')} | GPL-2+ |
 
 LibreOffice: The Document Foundation, Mozilla Public License 2.0 (https://www.libreoffice.org/).
 Ding: GNU General Public License version 2 or later (https://dict.tu-chemnitz.de/).

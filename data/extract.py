@@ -23,7 +23,7 @@ import os
 import re
 import struct
 from html.parser import HTMLParser
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 Pair = Tuple[str, str]
 

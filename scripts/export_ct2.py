@@ -101,9 +101,11 @@ def write_manifest(out, checkpoint, quantization, dict_paths, spm_path):
         "checkpoint": os.path.abspath(checkpoint),
         "checkpoint_sha256": sha256_file(checkpoint),
         "quantization": quantization,
-        "dictionaries": {os.path.basename(p): {"path": os.path.abspath(p), "sha256": sha256_file(p)} for p in dict_paths},
+        "dictionaries": {os.path.basename(p): {"path": os.path.abspath(p), "sha256": sha256_file(p)}
+                         for p in dict_paths},
         "spm_model": {"path": os.path.abspath(spm_path), "sha256": sha256_file(spm_path)},
-        "versions": {"ctranslate2": ctranslate2.__version__, "fairseq": fairseq.__version__, "torch": torch.__version__},
+        "versions": {"ctranslate2": ctranslate2.__version__, "fairseq": fairseq.__version__,
+                     "torch": torch.__version__},
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "files": files,
     }

@@ -100,7 +100,8 @@ def main(argv):
     p.add_argument("--target-lang", default="en", help="target language: the file suffix (default en)")
     p.add_argument("--vocab", type=int, default=8000, help="joint sentencepiece vocabulary size (default 8000)")
     p.add_argument("--max-train", type=int, default=0, help="keep the first N train pairs (0 = all)")
-    p.add_argument("--noise", default=None, help="KIND:RATE noise on the train source (data/noise.py), e.g. dropout:0.1")
+    p.add_argument("--noise", default=None,
+                   help="KIND:RATE noise on the train source (data/noise.py), e.g. dropout:0.1")
     p.add_argument("--seed", type=int, default=1, help="seed of the noise (default 1)")
     p.add_argument("--spm-model", default=None, help="reuse this sentencepiece model (no training)")
     p.add_argument("--srcdict", default=None, help="reuse this joined fairseq dictionary (dict.SRC.txt)")
@@ -109,7 +110,8 @@ def main(argv):
     # the vocabulary size means nothing when --spm-model is reused (recipes pass 0 then)
     check_minimums(("--vocab", None if a.spm_model else a.vocab, 10), ("--max-train", a.max_train, 0))
     if src == tgt or not re.fullmatch(r"[A-Za-z0-9_]+", src) or not re.fullmatch(r"[A-Za-z0-9_]+", tgt):
-        raise KDNMTError(f"--source-lang {src!r} and --target-lang {tgt!r} must be two different file suffixes (letters, digits, _)")
+        raise KDNMTError(f"--source-lang {src!r} and --target-lang {tgt!r} "
+                         "must be two different file suffixes (letters, digits, _)")
     noise = None
     if a.noise:
         kind, _, rate = a.noise.partition(":")

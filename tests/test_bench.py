@@ -143,7 +143,8 @@ def test_plot_writes_pngs(bench, tmp_path):
         "2026-01-01 00:00:00 | INFO | fairseq_cli.train | {'gate': 'learned', 'gate_init': 0.5}\n"
         "2026-01-01 00:00:01 | INFO | train_inner | epoch 001:      1 / 2 loss=9.1, gate=0.5, num_updates=1\n"
         "2026-01-01 00:00:02 | INFO | train_inner | epoch 001:      2 / 2 loss=8.1, gate=0.6, num_updates=2\n"
-        "2026-01-01 00:00:03 | INFO | valid | epoch 001 | valid on 'valid' subset | loss 8 | gate 0.58 | num_updates 2\n",
+        "2026-01-01 00:00:03 | INFO | valid | epoch 001 | valid on 'valid' subset | loss 8 | gate 0.58 "
+        "| num_updates 2\n",
         encoding="utf-8")
     figs = tmp_path / "figs"
     proc = run([tool("kd-nmt"), "plot", "--results", out, sweep, "--gate-log", log, "--out", figs])

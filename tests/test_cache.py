@@ -91,7 +91,8 @@ def test_cache_files_shapes_dtypes_and_values(cache8, data_bin, teacher_checkpoi
     for c, name in enumerate(chunks):
         first, end = c * CHUNK, min((c + 1) * CHUNK, 400)
         n = int(offsets[end] - offsets[first])
-        arrays = {a: np.load(cache8 / "chunks" / name / f"{a}.npy", mmap_mode="r") for a in ("target", "ids", "logp", "nll")}
+        arrays = {a: np.load(cache8 / "chunks" / name / f"{a}.npy", mmap_mode="r")
+                  for a in ("target", "ids", "logp", "nll")}
         assert isinstance(arrays["ids"], np.memmap)
         assert arrays["target"].shape == (n,) and arrays["target"].dtype == np.int16
         assert arrays["ids"].shape == (n, 8) and arrays["ids"].dtype == np.int16
@@ -300,7 +301,8 @@ def test_dictionary_mismatch_is_refused(cache8, data_bin, teacher_checkpoint, tm
     # training data with another dictionary than the cache's
     with pytest.raises(KDNMTError, match="built with a different source dictionary") as err:
         setup_in_process(other, kd_cache_args(cache8))
-    assert f"first difference at index 4: data {lines[1].split()[0]!r} vs cache {lines[0].split()[0]!r}" in str(err.value)
+    assert (f"first difference at index 4: data {lines[1].split()[0]!r} "
+            f"vs cache {lines[0].split()[0]!r}") in str(err.value)
     # building a cache with a teacher whose dictionary differs from the data: one line, status 2
     proc = run([
         tool("kd-nmt"), "cache-teacher", "--teacher", teacher_checkpoint, "--data-bin", other,

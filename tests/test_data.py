@@ -61,8 +61,11 @@ EN_PAGE = page("en-US", """
 <h1 id="hd_id1" dir="auto">Row <a name="x"></a>Height</h1>
 <p id="par_id2" class="paragraph">Sets the   row height
   of <span class="emph">selected</span> rows.</p>
-<p id="par_id3">Use the shortcut <span id="sw1" class="switchinline"><span hidden="true" id="MACsw1" class="MAC">Command</span><span hidden="true" id="defaultsw1">Ctrl</span></span> + F to search.</p>
-<p id="par_id4">See <span id="sw2" class="switchinline"><span hidden="true" id="WRITERsw2" class="WRITER">Writer tables</span></span> for more.</p>
+<p id="par_id3">Use the shortcut <span id="sw1" class="switchinline">\
+<span hidden="true" id="MACsw1" class="MAC">Command</span>\
+<span hidden="true" id="defaultsw1">Ctrl</span></span> + F to search.</p>
+<p id="par_id4">See <span id="sw2" class="switchinline">\
+<span hidden="true" id="WRITERsw2" class="WRITER">Writer tables</span></span> for more.</p>
 <span hidden="true" id="MACblock" class="MAC"><p id="par_id5">Only on a Mac computer.</p></span>
 <p id="par_id6">LibreOffice</p>
 <p id="par_id7">A very short one.</p>
@@ -73,8 +76,11 @@ EN_PAGE = page("en-US", """
 DE_PAGE = page("de", """
 <h1 id="hd_id1" dir="auto">Zeilen<a name="x"></a>höhe</h1>
 <p id="par_id2" class="paragraph">Legt die Zeilenhöhe der <span class="emph">ausgewählten</span> Zeilen fest.</p>
-<p id="par_id3">Verwenden Sie <span id="sw1" class="switchinline"><span hidden="true" id="MACsw1" class="MAC">Befehl</span><span hidden="true" id="defaultsw1">Strg</span></span> + F zum Suchen.</p>
-<p id="par_id4">Siehe <span id="sw2" class="switchinline"><span hidden="true" id="WRITERsw2" class="WRITER">Writer-Tabellen</span></span> für mehr.</p>
+<p id="par_id3">Verwenden Sie <span id="sw1" class="switchinline">\
+<span hidden="true" id="MACsw1" class="MAC">Befehl</span>\
+<span hidden="true" id="defaultsw1">Strg</span></span> + F zum Suchen.</p>
+<p id="par_id4">Siehe <span id="sw2" class="switchinline">\
+<span hidden="true" id="WRITERsw2" class="WRITER">Writer-Tabellen</span></span> für mehr.</p>
 <span hidden="true" id="MACblock" class="MAC"><p id="par_id5">Nur auf einem Mac-Computer.</p></span>
 <p id="par_id6">LibreOffice</p>
 <p id="par_id7">Ein sehr, sehr, sehr, sehr, sehr, sehr, sehr, sehr langer Absatz statt eines kurzen.</p>

@@ -3,7 +3,6 @@ student checkpoints stock fairseq and CTranslate2 load, and two-process distribu
 import math
 import os
 import re
-import shutil
 
 import pytest
 import torch
