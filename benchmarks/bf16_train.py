@@ -22,7 +22,6 @@ and autocast is *slower* than float32, which this benchmark then shows.
 import argparse
 import copy
 import datetime
-import json
 import os
 import platform
 import sys

@@ -3,7 +3,7 @@
     python -m data.build_corpus [--out data/corpus/deen] [--max-train N] [--force] ...
     python -m data.build_corpus --fixture data/fixtures/deen     # the small committed fixture
 
-Sources (see data/extract.py and /work/shared/DATA.md): LibreOffice help (MPL-2.0), Ding example
+Sources (see data/extract.py and the project's shared DATA.md): LibreOffice help (MPL-2.0), Ding example
 sentences (GPL-2+), LibreOffice UI strings (MPL-2.0, training only).
 
 Split rules (all hashes are md5 of UTF-8 text, so the split is the same on every machine):

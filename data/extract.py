@@ -1,6 +1,6 @@
 """Pure-python (stdlib only) extractors for German-English parallel text in Debian packages.
 
-Three sources, see /work/shared/DATA.md:
+Three sources, see the project's shared DATA.md:
 
 * LibreOffice help (``libreoffice-help-en-us`` + ``libreoffice-help-de``, MPL-2.0):
   HTML pages whose elements with an ``id`` starting ``par_`` or ``hd_`` carry the same id in

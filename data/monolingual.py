@@ -3,7 +3,7 @@
     python -m data.monolingual [--out data/corpus/mono-de] [--corpus data/corpus/deen] [--force]
 
 For monolingual source distillation: the teacher translates these sentences, the student trains
-on the pairs (see /work/shared/DATA.md §5). Rules, applied in this order:
+on the pairs (see the project's shared DATA.md §5). Rules, applied in this order:
 
 1. ``apt-get download manpages-de`` + ``dpkg -x`` (``data.debian_sources``, cached); every
    regular ``*.gz`` page under ``usr/share/man/de/`` in sorted path order (symlinked aliases
