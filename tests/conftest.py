@@ -1,66 +1,22 @@
 """Shared test fixtures: the real de-en fixture, binarized, and a tiny teacher trained on it.
 
 Session-scoped: the sentencepiece model, the data-bin and the teacher are built once per test
-run (a few seconds each on 2 CPU cores) and shared by every test that needs them.
+run (a few seconds each on 2 CPU cores) and shared by every test that needs them. Tests that use
+them, or start processes of their own, are marked ``slow`` (``pytest -m "not slow"`` runs the
+rest in well under a minute).
 """
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-import torch
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURE = REPO / "data" / "fixtures" / "deen"
-PLUGIN = REPO / "kd_nmt"
-BIN = Path(sys.executable).parent
-SPLITS = ("train", "valid", "test")
+from helpers import FIXTURE, PLUGIN, SPLITS, TINY_ARCH, TRAIN_COMMON, run, tool
 
-# a transformer small enough to train in seconds on the fixture
-TINY_ARCH = [
-    "--arch", "transformer",
-    "--encoder-layers", "1", "--decoder-layers", "1",
-    "--encoder-embed-dim", "64", "--decoder-embed-dim", "64",
-    "--encoder-ffn-embed-dim", "128", "--decoder-ffn-embed-dim", "128",
-    "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
-    "--share-all-embeddings", "--dropout", "0.0",
-]
-TRAIN_COMMON = [
-    "--optimizer", "adam", "--lr", "0.003", "--lr-scheduler", "inverse_sqrt",
-    "--warmup-updates", "10", "--max-tokens", "2000", "--cpu", "--seed", "1",
-    "--log-format", "simple", "--log-interval", "1", "--no-epoch-checkpoints",
-    "--num-workers", "0", "--no-progress-bar",
-]
+# fixtures that train or binarize in subprocesses: a test using one is slow
+SUBPROCESS_FIXTURES = {"tokenized", "data_bin", "teacher_checkpoint"}
 
 
-def tool(name):
-    """Path of a console script installed in the test's virtualenv (fairseq-train, kd-nmt, ...)."""
-    return str(BIN / name)
-
-
-def run(cmd, check=True, env=None, timeout=600, **kwargs):
-    """Run a command, returning the CompletedProcess; on failure show its output in the assertion."""
-    full_env = dict(os.environ, PYTHONWARNINGS="ignore")
-    full_env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)  # our code must not need it
-    full_env.update(env or {})
-    proc = subprocess.run(
-        [str(c) for c in cmd], capture_output=True, text=True, env=full_env, timeout=timeout, **kwargs
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n"
-            f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-4000:]}"
-        )
-    return proc
-
-
-def train_losses(log_text, prefix="train_inner", key="loss"):
-    """The ``key=`` values of fairseq's simple-format ``| train_inner |`` log lines, in order."""
-    # "| train_inner | epoch 001: 1 / 4 loss=..." (fairseq's format) or "INFO:train_inner:..."
-    pattern = re.compile(rf"[ |:]{prefix}[ |:].* {key}=(-?[0-9.e+-]+|nan|inf)")
-    return [float(m.group(1)) for m in map(pattern.search, log_text.splitlines()) if m]
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SUBPROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -107,30 +63,3 @@ def teacher_checkpoint(data_bin, tmp_path_factory):
         "--max-update", "150", "--save-dir", save, "--user-dir", PLUGIN,
     ])
     return save / "checkpoint_best.pt"
-
-
-def setup_in_process(data_bin, extra_args):
-    """Build (cfg, task, model, criterion) in this process, exactly as fairseq-train would."""
-    import kd_nmt.registry  # noqa: F401
-    from fairseq import options, tasks
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-
-    parser = options.get_training_parser()
-    args = options.parse_args_and_arch(
-        parser, [str(data_bin), *TINY_ARCH, "--cpu", "--seed", "1", *map(str, extra_args)]
-    )
-    cfg = convert_namespace_to_omegaconf(args)
-    task = tasks.setup_task(cfg.task)
-    torch.manual_seed(1)  # the same student weights in every call
-    model = task.build_model(cfg.model)
-    criterion = task.build_criterion(cfg.criterion)
-    return cfg, task, model, criterion
-
-
-def first_batch(task, split="valid", max_sentences=8):
-    """The first batch of ``split`` (loaded if needed), as fairseq's iterator builds it."""
-    task.load_dataset(split)
-    itr = task.get_batch_iterator(
-        task.dataset(split), max_sentences=max_sentences, seed=1
-    ).next_epoch_itr(shuffle=False)
-    return next(iter(itr))

@@ -3,7 +3,7 @@ explicit option still wins, and the built models have the parameter counts the R
 import pytest
 from fairseq import options, tasks
 
-from conftest import PLUGIN
+from helpers import PLUGIN
 from kd_nmt.architectures import SIZES
 
 # parameters with a 4008-symbol joined dictionary (the recipes' 4k sentencepiece vocabulary)

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from conftest import FIXTURE, run, tool
+from helpers import FIXTURE, run, tool
 
 REFERENCE = FIXTURE / "test.en"
 N_TEST = len(REFERENCE.read_text(encoding="utf-8").splitlines())

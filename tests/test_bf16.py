@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from conftest import PLUGIN, TINY_ARCH, TRAIN_COMMON, first_batch, run, setup_in_process, tool, train_losses
+from helpers import PLUGIN, TINY_ARCH, TRAIN_COMMON, first_batch, run, setup_in_process, tool, train_losses
 from kd_nmt.precision import cpu_autocast, take_over_cpu_bf16, wants_cpu_bf16
 
 LOSS_RTOL = 0.02

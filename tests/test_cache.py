@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import PLUGIN, TINY_ARCH, TRAIN_COMMON, first_batch, run, setup_in_process, tool, train_losses
+from helpers import PLUGIN, TINY_ARCH, TRAIN_COMMON, first_batch, run, setup_in_process, tool, train_losses
 from kd_nmt.cache import cli as cache_cli
 from kd_nmt.cache import store
 from kd_nmt.cache.cached_teacher import CachedTeacher

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run, tool
+from helpers import run, tool
 from kd_nmt.common import data_bin as db
 from kd_nmt.common.dictionaries import (
     checkpoint_dictionaries,

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from conftest import BIN, FIXTURE, REPO, run
+from helpers import BIN, FIXTURE, REPO, run
 
 
 @pytest.mark.slow

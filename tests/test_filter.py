@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from conftest import PLUGIN, TINY_ARCH, TRAIN_COMMON, run, tool
+from helpers import PLUGIN, TINY_ARCH, TRAIN_COMMON, run, tool
 from kd_nmt.cli import main as kd_nmt
 from kd_nmt.filter import checks
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import PLUGIN, TINY_ARCH, TRAIN_COMMON, first_batch, run, setup_in_process, tool
+from helpers import PLUGIN, TINY_ARCH, TRAIN_COMMON, first_batch, run, setup_in_process, tool
 from kd_nmt.errors import KDNMTError
 from kd_nmt.gates import GATE_EMA_MOMENTUM, InputGate, LearnedGate
 

@@ -16,7 +16,7 @@ import time
 import pytest
 import torch
 
-from conftest import PLUGIN, TINY_ARCH, run, tool
+from helpers import PLUGIN, TINY_ARCH, run, tool
 
 from kd_nmt import cli as kd_cli
 

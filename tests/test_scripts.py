@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from conftest import FIXTURE, REPO, run, tool
+from helpers import FIXTURE, REPO, run, tool
 from kd_nmt.errors import KDNMTError
 
 SCRIPTS = REPO / "scripts"

@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from conftest import PLUGIN, TINY_ARCH, TRAIN_COMMON, run, setup_in_process, tool, train_losses
+from helpers import PLUGIN, TINY_ARCH, TRAIN_COMMON, run, setup_in_process, tool, train_losses
 from kd_nmt.divergences import DIVERGENCES
 
 STUDENT_UPDATES = "30"

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import first_batch, setup_in_process
+from helpers import first_batch, setup_in_process
 from kd_nmt.criterions.kd_objective import KD_CHUNK_ROWS, kd_objective
 from kd_nmt.criterions.word_kd import kd_term, top_k_support
 from kd_nmt.divergences import DIVERGENCES, divergence
