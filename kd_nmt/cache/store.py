@@ -49,6 +49,7 @@ import shutil
 
 import numpy as np
 
+from kd_nmt.common.hashing import sha256_file  # noqa: F401  (store.sha256_file: the cache CLI uses it)
 from kd_nmt.errors import KDNMTError
 
 FORMAT = "kd_nmt.teacher_cache"
@@ -73,16 +74,6 @@ BUILD_KEYS = (
 def ids_dtype(vocab_size):
     """int16 when every id fits (V < 32768), else int32."""
     return np.int16 if vocab_size < 32768 else np.int32
-
-
-def sha256_file(path, h=None, bufsize=1 << 20):
-    """sha256 of a whole file (hex), or update ``h`` with its bytes."""
-    own = h is None
-    h = hashlib.sha256() if own else h
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(bufsize), b""):
-            h.update(block)
-    return h.hexdigest() if own else h
 
 
 def dictionary_hash(dictionary):
