@@ -103,6 +103,9 @@ def build_parser():
     dec.add_argument("--max-len-b", type=int, default=200, help="max output length a*src_len+b (default b=200)")
     dec.add_argument("--threads", type=int, default=1, help="torch CPU threads while decoding (default: 1)")
     dec.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    dec.add_argument("--bf16", action="store_true",
+                     help="decode under CPU bfloat16 autocast (float32 weights); add --tag "
+                     "precision=bf16 to tell its rows apart from float32 ones")
 
     sco = parser.add_argument_group("scoring")
     sco.add_argument("--baseline", default=None, metavar="NAME_OR_PT",
@@ -155,7 +158,9 @@ def system_names(checkpoints, names, tags):
         common.update(parse_pairs(tag, "--tag"))
     common.pop("name", None)
     if names is not None and len(names) != len(checkpoints):
-        raise KDNMTError(f"--names has {len(names)} entries for {len(checkpoints)} checkpoints; give one per checkpoint")
+        raise KDNMTError(
+            f"--names has {len(names)} entries for {len(checkpoints)} checkpoints; give one per checkpoint"
+        )
     systems, seen = [], {}
     for i, path in enumerate(checkpoints):
         spec = names[i] if names is not None else None
@@ -254,6 +259,8 @@ def validate_args(args):
 
         if args.device.startswith("cuda") and not torch.cuda.is_available():
             raise KDNMTError(f"--device {args.device}: CUDA is not available on this machine")
+    if args.bf16 and args.device != "cpu":
+        raise KDNMTError("--bf16 is CPU bfloat16 autocast: use it with --device cpu")
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,7 +313,8 @@ def markdown_table(rows, meta):
             f"signatures `{boot['signatures'].get('BLEU', '')}`, `{boot['signatures'].get('chrF', '')}`"
         )
     notes.append(
-        f"- speed: fairseq SequenceGenerator on {meta['device']}, {meta['threads']} thread(s), "
+        f"- speed: fairseq SequenceGenerator on {meta['device']}"
+        f"{' (bf16 autocast)' if meta.get('bf16') else ''}, {meta['threads']} thread(s), "
         f"batches of <= {meta['batch_tokens']} source tokens, generate calls only; "
         "size MB = checkpoint file size (with optimizer state, if saved)"
     )
@@ -406,7 +414,8 @@ def main(argv=None):
             result = dec.decode(
                 model, task, dataset, detok, beam=beam, max_tokens=args.batch_tokens,
                 max_sentences=args.batch_sentences, max_len_a=args.max_len_a, max_len_b=args.max_len_b,
-                device=args.device, progress=not args.no_progress, desc=f"{name} {decode_name}")
+                device=args.device, progress=not args.no_progress, desc=f"{name} {decode_name}",
+                bf16=args.bf16)
             hyp_file = f"{file_stem(name)}.{decode_name}.hyp"
             with open(os.path.join(args.out, hyp_file), "w", encoding="utf-8") as f:
                 f.writelines(h + "\n" for h in result.hypotheses)
@@ -454,7 +463,8 @@ def main(argv=None):
     meta = {
         "split": args.split, "source_lang": src_lang, "target_lang": tgt_lang, "n_sentences": n,
         "data_bin": args.data_bin, "reference": reference_desc, "detokenizer": detok.describe(),
-        "threads": args.threads, "device": args.device, "batch_tokens": args.batch_tokens,
+        "threads": args.threads, "device": args.device, "bf16": args.bf16,
+        "batch_tokens": args.batch_tokens,
         "beam": args.beam, "max_len_a": args.max_len_a, "max_len_b": args.max_len_b,
         "signatures": signatures, "bootstrap": boot_meta,
         "buckets": metrics.bucket_labels(bounds) if bounds else [],

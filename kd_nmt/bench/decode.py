@@ -5,6 +5,8 @@
   ``max_source_positions`` are truncated (their final EOS kept) and counted, never dropped.
 * Only the ``generate`` calls are timed (no data loading, collation or detokenization), after
   an untimed warm-up on the first batch, so ``sentences/s`` and ``tokens/s`` measure the model.
+* ``bf16=True``: the generate calls run under CPU bfloat16 autocast (``kd_nmt.precision``),
+  float32 weights; fairseq normalises the logits in float32, so scores are float32 as usual.
 * Detokenization mirrors ``fairseq-generate --remove-bpe sentencepiece`` (join the pieces,
   ``▁`` → space) unless a sentencepiece model is given, whose ``decode_pieces`` is then used.
 """
@@ -18,6 +20,7 @@ import torch
 from kd_nmt.common.batches import make_batches
 from kd_nmt.common.detokenize import REMOVE_BPE, detokenize
 from kd_nmt.errors import KDNMTError
+from kd_nmt.precision import cpu_autocast
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,7 +108,7 @@ def _synchronize(device):
 
 
 def decode(model, task, dataset, detok, beam=1, max_tokens=4000, max_sentences=0,
-           max_len_a=0.0, max_len_b=200, device="cpu", progress=True, desc=None):
+           max_len_a=0.0, max_len_b=200, device="cpu", progress=True, desc=None, bf16=False):
     """Translate every line of ``dataset`` with ``model`` (beam 1 = greedy); corpus order kept."""
     from fairseq.sequence_generator import SequenceGenerator
     from tqdm import tqdm
@@ -129,7 +132,7 @@ def decode(model, task, dataset, detok, beam=1, max_tokens=4000, max_sentences=0
         sample = {"id": sample["id"], "net_input": net_input}
         _synchronize(device)
         start = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), cpu_autocast(bf16):
             hypos = generator.generate([model], sample)
         _synchronize(device)
         return sample["id"].tolist(), hypos, time.perf_counter() - start, truncated

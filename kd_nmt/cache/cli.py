@@ -17,6 +17,7 @@ from kd_nmt.cache import store
 from kd_nmt.common.args import ArgumentParser, check_minimums
 from kd_nmt.common.logging_setup import setup_logging
 from kd_nmt.errors import KDNMTError
+from kd_nmt.precision import cpu_autocast
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,12 @@ The build is resumable: it works chunk by chunk (--chunk-sentences), each chunk 
 atomically; rerunning the same command skips finished chunks.
 
 Disk: about (2 or 4 + 2) * k + 6 bytes per target token (int16 ids when the vocabulary has fewer
-than 32768 symbols, else int32), e.g. k=8: 38 bytes/token, 100M tokens -> 3.8 GB.
+than 32768 symbols, else int32; float16 log-probs, 4 bytes with --logp-dtype float32), e.g. k=8:
+38 bytes/token, 100M tokens -> 3.8 GB.
+
+--bf16 (CPU): the teacher's forward under bfloat16 autocast; its logits are cast to float32
+before the log-softmax, so only the forward's rounding differs (tiny test teacher: log-probs
+within 0.04).
 
 examples:
   kd-nmt cache-teacher --teacher teacher/checkpoint_best.pt --data-bin data-bin \\
@@ -61,7 +67,13 @@ def build_parser():
         help="sentences per chunk, the unit of resumption (default 10000)",
     )
     p.add_argument("--cpu", action="store_true", help="run the teacher on CPU even if a GPU exists")
+    p.add_argument("--logp-dtype", default=None, choices=store.LOGP_DTYPES,
+                   help="stored log-prob type (default float16; float32: twice the log-prob bytes, "
+                   "k = V then gives the live teacher's loss to float32 rounding)")
     p.add_argument("--fp16", action="store_true", help="teacher forward in float16 (GPU only)")
+    p.add_argument("--bf16", action="store_true",
+                   help="teacher forward under CPU bfloat16 autocast (with --cpu or no GPU; float32 "
+                   "weights, log-probs computed in float32 from its logits)")
     p.add_argument("--no-progress-bar", action="store_true", help="no tqdm progress bar")
     return p
 
@@ -76,6 +88,13 @@ def setup_task(data_bin, source_lang, target_lang, split):
     task = translation_task(data_bin, src, tgt)
     load_split(task, split, combine=True)
     return task
+
+
+def teacher_precision(args):
+    """The dtype the teacher's forward computes in: float16 (--fp16 on a GPU), bfloat16, float32."""
+    if args.fp16 and torch.cuda.is_available() and not args.cpu:
+        return "float16"
+    return "bfloat16" if args.bf16 else "float32"
 
 
 def plan_meta(args, task, teacher, dataset):
@@ -96,7 +115,7 @@ def plan_meta(args, task, teacher, dataset):
         "k": k,
         "vocab_size": vocab,
         "ids_dtype": np.dtype(store.ids_dtype(vocab)).name,
-        "logp_dtype": np.dtype(store.LOGP_DTYPE).name,
+        "logp_dtype": store.logp_dtype(args.logp_dtype).name,
         "log_probs": store.LOG_PROBS_NOTE,
         "temperature": 1.0,
         "split": args.split,
@@ -114,12 +133,19 @@ def plan_meta(args, task, teacher, dataset):
         "n_sentences": len(dataset),
         "n_tokens": int(np.asarray(dataset.tgt_sizes, dtype=np.int64).sum()),
         "chunk_sentences": args.chunk_sentences,
+        "teacher_precision": teacher_precision(args),
     }
 
 
 def _differences(old, new):
-    """Build keys that differ (teacher and data by content hash only: files may have moved)."""
+    """Build keys that differ (teacher and data by content hash only: files may have moved).
+
+    Also the teacher's precision: chunks of a float32 and a bfloat16 pass do not mix (a cache
+    of an earlier version, without the key, was computed in float32 or float16).
+    """
     diff = []
+    if old.get("teacher_precision", "float32") != new.get("teacher_precision", "float32"):
+        diff.append("teacher_precision")
     for key in store.BUILD_KEYS:
         a, b = old.get(key), new.get(key)
         if key in ("teacher", "data"):
@@ -156,11 +182,14 @@ def prepare_out(out, meta, task):
             os.replace(path + ".tmp", path)
 
 
-def chunk_is_done(out, c, n_rows, k, vocab):
+def chunk_is_done(out, c, n_rows, k, vocab, logp=None):
     shapes = store.expected_shapes(n_rows, k)
-    dtypes = store.expected_dtypes(vocab)
+    dtypes = store.expected_dtypes(vocab, logp)
     d = store.chunk_dir(out, c)
-    return all(store.npy_problem(os.path.join(d, f"{name}.npy"), shapes[name], dtypes[name]) is None for name in store.ARRAYS)
+    return all(
+        store.npy_problem(os.path.join(d, f"{name}.npy"), shapes[name], dtypes[name]) is None
+        for name in store.ARRAYS
+    )
 
 
 def move_to(sample, device):
@@ -173,7 +202,7 @@ def move_to(sample, device):
 def cache_chunk(out, c, first, end, offsets, dataset, teacher, k, vocab, pad, args, device, progress):
     """Run the teacher over sentences [first, end) and write chunk ``c`` atomically."""
     base = int(offsets[first])
-    writer = store.ChunkWriter(out, c, int(offsets[end]) - base, k, vocab)
+    writer = store.ChunkWriter(out, c, int(offsets[end]) - base, k, vocab, args.logp_dtype)
     arrays = writer.arrays
     indices = np.arange(first, end, dtype=np.int64)
     sizes = np.maximum(dataset.src_sizes[indices], dataset.tgt_sizes[indices])
@@ -183,7 +212,9 @@ def cache_chunk(out, c, first, end, offsets, dataset, teacher, k, vocab, pad, ar
         sample = dataset.collater([dataset[int(i)] for i in batch])
         sample = move_to(sample, device)
         target = sample["target"]
-        logits = teacher.logits(sample["net_input"])
+        with cpu_autocast(args.bf16):
+            logits = teacher.logits(sample["net_input"])
+        logits = [x.float() for x in logits]  # bfloat16 under --bf16: stored values are float32
         lprobs = teacher.log_probs(None, logits=logits)  # float32 [B, T, V], temperature 1
         top_lp, top_ids = lprobs.topk(k, dim=-1)
         gold_nll = teacher.gold_nll(logits, target)
@@ -216,6 +247,8 @@ def build(args):
 
     check_minimums(("--topk", args.topk, 1), ("--chunk-sentences", args.chunk_sentences, 1),
                    ("--max-tokens", args.max_tokens, 1), ("--max-sentences", args.max_sentences, 1))
+    if args.bf16 and (args.fp16 or (torch.cuda.is_available() and not args.cpu)):
+        raise KDNMTError("--bf16 is CPU bfloat16 autocast: use it without --fp16 (and with --cpu on a GPU machine)")
     task = setup_task(args.data_bin, args.source_lang, args.target_lang, args.split)
     dataset = task.dataset(args.split)
     teacher = Teacher.from_paths(args.teacher, task)  # checks the dictionaries match
@@ -237,7 +270,7 @@ def build(args):
     ranges = store.chunk_ranges(len(dataset), args.chunk_sentences)
     todo = [
         (c, s, e) for c, (s, e) in enumerate(ranges)
-        if not chunk_is_done(out, c, int(offsets[e] - offsets[s]), k, vocab)
+        if not chunk_is_done(out, c, int(offsets[e] - offsets[s]), k, vocab, meta["logp_dtype"])
     ]
     if todo and meta["complete"]:  # chunks went missing from a complete cache
         meta["complete"] = False

@@ -85,6 +85,10 @@ def build_parser():
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="default: cuda if available")
     g.add_argument("--threads", metavar="N", type=int, default=0, help="CPU threads (default: library default)")
+    g.add_argument("--bf16", action="store_true",
+                   help="fairseq backend on the CPU: the teacher's forward under bfloat16 autocast "
+                        "(float32 weights and scores; faster on CPUs with AVX-512 BF16 or AMX). "
+                        "CTranslate2 has its own: --ct2-quantization bfloat16")
     g.add_argument("--ct2-quantization", metavar="TYPE", default="int8",
                    help="CTranslate2 weight type (default int8; e.g. float32, int8_float16)")
     g.add_argument("--ct2-dir", default=None, metavar="DIR",
@@ -188,6 +192,11 @@ class Job:
                 "--binarize-to needs the whole corpus: join the shard outputs with `cat`, then "
                 "run `kd-nmt relabel binarize` (see its --help)"
             )
+        if a.bf16 and a.backend == "ctranslate2":
+            raise KDNMTError(
+                "--bf16 is bfloat16 autocast of the fairseq backend; the ctranslate2 backend "
+                "computes in bfloat16 with --ct2-quantization bfloat16 (or int8_bfloat16)"
+            )
         if a.backend == "ctranslate2":
             from kd_nmt.relabel.ct2_backend import QUANTIZATIONS
 
@@ -234,6 +243,8 @@ class Job:
         if a.binarize_to:
             binarize_mod.check_destdir(a.binarize_to)
         self.device = _device(a.device)
+        if a.bf16 and self.device != "cpu":
+            raise KDNMTError("--bf16 is CPU bfloat16 autocast: add --device cpu")
         if a.backend == "ctranslate2":
             from kd_nmt.relabel.ct2_backend import check_model_dir_writable, default_model_dir
 
@@ -276,6 +287,8 @@ class Job:
         }
         if a.select_by_mbr:  # only then, so work dirs of earlier versions still resume
             manifest.update(select_by_mbr=a.select_by_mbr, remove_bpe=a.remove_bpe)
+        if a.bf16:  # only then, so work dirs of earlier versions still resume
+            manifest.update(bf16=True)
         binding = tuple(manifest)
         # informative only: they do not change what is computed
         manifest.update(input=os.path.abspath(a.input), batch_tokens=a.batch_tokens, device=a.device)
@@ -309,6 +322,7 @@ class Job:
             self.backend = FairseqBackend(
                 self.teachers, task, beam=a.beam, lenpen=a.lenpen, max_len_a=a.max_len_a,
                 max_len_b=a.max_len_b, nbest=a.nbest, batch_tokens=a.batch_tokens, device=self.device,
+                bf16=a.bf16,
             )
         else:
             from kd_nmt.relabel.ct2_backend import CT2Backend
@@ -432,7 +446,8 @@ class Job:
             f"{n_lines} lines ({totals['empty']} empty, {totals['truncated']} truncated to "
             f"{self.backend.max_source_tokens} tokens, {resumed} resumed from earlier runs, "
             f"{unk_pct:.2f}% unknown source tokens) in {seconds:.1f} s, "
-            f"{decoded / max(seconds, 1e-9):.1f} sents/s [{a.backend}, beam {a.beam}] -> {a.output}"
+            f"{decoded / max(seconds, 1e-9):.1f} sents/s [{a.backend}{', bf16' if a.bf16 else ''}, "
+            f"beam {a.beam}] -> {a.output}"
         )
         return 0
 

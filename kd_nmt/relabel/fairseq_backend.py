@@ -5,18 +5,23 @@ encoded with the source dictionary exactly as ``fairseq-preprocess`` does (``enc
 EOS appended), left-padded like the translation task's datasets, and decoded through
 ``task.build_generator`` + ``task.inference_step``: the 1-best equals stock fairseq-generate's
 H- line for the same teacher and options.
+
+``bf16=True`` runs the forward passes under CPU bfloat16 autocast (``kd_nmt.precision``): the
+weights stay float32 and fairseq's beam search normalises the logits in float32
+(``utils.log_softmax(..., dtype=float32)``), so scores and hypotheses come back as in float32.
 """
 import torch
 
 from kd_nmt.common.batches import make_batches
 from kd_nmt.errors import KDNMTError
+from kd_nmt.precision import cpu_autocast
 
 
 class FairseqBackend:
     name = "fairseq"
 
     def __init__(self, teacher_paths, task, beam=5, lenpen=1.0, max_len_a=0.0, max_len_b=200,
-                 nbest=1, batch_tokens=4000, device="cpu"):
+                 nbest=1, batch_tokens=4000, device="cpu", bf16=False):
         from types import SimpleNamespace
 
         from fairseq import utils
@@ -31,6 +36,7 @@ class FairseqBackend:
         self.nbest = nbest
         self.batch_tokens = batch_tokens
         self.device = torch.device(device)
+        self.bf16 = bf16
         self.models, _ = load_models(teacher_paths, task=task)
         gen_cfg = GenerationConfig(
             beam=beam, nbest=nbest, lenpen=lenpen, max_len_a=max_len_a, max_len_b=max_len_b
@@ -76,7 +82,8 @@ class FairseqBackend:
                     "src_lengths": torch.tensor([sizes[i] for i in batch]).to(self.device),
                 },
             }
-            hypos = self.task.inference_step(self.generator, self.models, sample)
+            with cpu_autocast(self.bf16):
+                hypos = self.task.inference_step(self.generator, self.models, sample)
             for i, nbest in zip(batch, hypos):
                 results[i] = [self._hypothesis(h) for h in nbest[: self.nbest]]
             if progress is not None:
@@ -88,4 +95,4 @@ class FairseqBackend:
             hypo_tokens=hypo["tokens"].int().cpu(), src_str="", alignment=None, align_dict=None,
             tgt_dict=self.tgt_dict, remove_bpe=None, extra_symbols_to_ignore=self.strip,
         )
-        return text, float(hypo["score"])
+        return text, float(hypo["score"].float())
