@@ -98,7 +98,8 @@ student() {
 }
 
 # relabel TEACHER DATA_DIR OUT_BIN [kd-nmt relabel options]: the teacher's beam search over the
-# train source (CTranslate2 int8), binarized with the student's dictionaries into OUT_BIN
+# train source (CTranslate2 int8; outputs at most 1.2 x source + 10 tokens), binarized with the
+# student's dictionaries into OUT_BIN
 relabel() {
     local teacher=$1 data=$2 out=$3
     shift 3
@@ -106,6 +107,7 @@ relabel() {
     log "relabel the train source with $teacher -> $out"
     kd-nmt relabel --teacher "$teacher" --data-bin "$data/bin" --input "$data/tok/train.de" \
         --output "${out%-bin}.train.en" --beam "$BEAM" --threads "$THREADS" \
+        --max-len-a 1.2 --max-len-b 10 \
         --backend ctranslate2 --binarize-to "$out" "$@"
 }
 
