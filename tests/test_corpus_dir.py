@@ -7,6 +7,10 @@ from helpers import BIN, FIXTURE, REPO, run
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("KD_NMT_RECIPE_TESTS"),
+    reason="the whole quickstart chain (minutes); set KD_NMT_RECIPE_TESTS=1 to run it",
+)
 def test_quickstart_runs_on_a_raw_corpus_dir(tmp_path):
     """The whole quickstart chain with tiny knobs; the fixture's test split is test, not test_tech."""
     env = {
