@@ -248,9 +248,11 @@ def test_average_is_the_mean_by_hand(tmp_path, teacher_checkpoint):
             by_hand = (a[k].double() + b[k].double()) / 2
             torch.testing.assert_close(v.double(), by_hand, rtol=1e-6, atol=1e-6)  # float32 rounding
     # a normal checkpoint: fairseq builds the model from it and loads the weights strictly
+    # (compared on an untied weight: the perturbed copies of the tied embeddings differ, and
+    # the model keeps whichever name loads last)
     models, _cfg, _task = checkpoint_utils.load_model_ensemble_and_task([str(out)])
-    torch.testing.assert_close(models[0].state_dict()["encoder.embed_tokens.weight"],
-                               averaged["model"]["encoder.embed_tokens.weight"])
+    name = "encoder.layers.0.fc1.weight"
+    torch.testing.assert_close(models[0].state_dict()[name], averaged["model"][name])
 
 
 def test_average_last_n_of_a_run(tmp_path, teacher_checkpoint):
