@@ -14,7 +14,6 @@ import torch
 
 from helpers import PLUGIN, TINY_ARCH, TRAIN_COMMON, first_batch, run, setup_in_process, tool, train_losses
 from kd_nmt.cache import cli as cache_cli
-from kd_nmt.cache import store
 from kd_nmt.cache.cached_teacher import CachedTeacher
 from kd_nmt.cache.store import TeacherCache
 from kd_nmt.criterions.word_kd import WordKDCriterion
@@ -54,10 +53,9 @@ def cache_full(data_bin, teacher_checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cache_full32(data_bin, teacher_checkpoint, tmp_path_factory):
-    """k >= V with float32 log-probs (store.LOGP_DTYPE is the default the CLI records and writes)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(store, "LOGP_DTYPE", np.float32)
-        return build(teacher_checkpoint, data_bin, tmp_path_factory.mktemp("cache") / "full32", 100000)
+    """k >= V with float32 log-probs."""
+    out = tmp_path_factory.mktemp("cache") / "full32"
+    return build(teacher_checkpoint, data_bin, out, 100000, "--logp-dtype", "float32")
 
 
 def kd_cache_args(cache, *extra):
