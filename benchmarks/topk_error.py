@@ -100,7 +100,7 @@ def measure(data_bin, teacher, student, ks, work, taus=(1.0, 2.0)):
     from kd_nmt.cache import cli as cache_cli
     from kd_nmt.cache.cached_teacher import CachedTeacher
     from kd_nmt.checkpoint import load_models
-    from kd_nmt.criterions.word_kd import token_kd_loss
+    from kd_nmt.criterions.word_kd import kd_term
 
     _, task, _, _ = setup_in_process(data_bin, ["--task", "kd_translation", "--teacher-path", teacher,
                                                 "--criterion", "word_kd"])
@@ -135,13 +135,13 @@ def measure(data_bin, teacher, student, ks, work, taus=(1.0, 2.0)):
             mass[k] += float(dists[k][1].float().exp().sum(-1)[mask].sum())
         for tau in taus:
             s = logits.detach().requires_grad_(True)
-            kd_full = token_kd_loss(s, t_logits, sample["target"], pad, "fkl", tau)
+            kd_full = kd_term(s, t_logits, sample["target"], pad, "fkl", tau)
             (g_full,) = torch.autograd.grad(kd_full, s)
             full[tau]["kd"] += float(kd_full)
             full[tau]["norm"] += float((g_full * g_full).sum())
             for k in ks:
                 s = logits.detach().requires_grad_(True)
-                kd_k = token_kd_loss(s, dists[k], sample["target"], pad, "fkl", tau)
+                kd_k = kd_term(s, dists[k], sample["target"], pad, "fkl", tau)
                 (g_k,) = torch.autograd.grad(kd_k, s)
                 acc = sums[(k, tau)]
                 acc["kd"] += float(kd_k)

@@ -174,7 +174,7 @@ def child(argv, out_json, warmup):
         """fairseq's CE plus the teacher's forward (and gold NLL), no KD loss: the floor of any
         live-teacher KD that keeps fairseq's CE, the reference for the KD loss's own cost."""
 
-        def token_objective(self, model, net_output, sample):
+        def training_objective(self, model, net_output, sample):
             ce, nll = self.compute_loss(model, net_output, sample, reduce=True)
             _, teacher_nll = self.task.teacher.distribution(sample, like=net_output[0])
             zero = ce.new_zeros(())
@@ -187,10 +187,10 @@ def child(argv, out_json, warmup):
         """word_kd the way forks compute it: fairseq's CE plus autograd through the divergence
         over [tokens x V] (no one-pass objective)."""
 
-        def one_pass(self, model, logits):
+        def uses_one_pass(self, model, logits):
             return False
 
-        def kd_loss(self, student_logits, sample):
+        def kd_and_teacher_nll(self, student_logits, sample):
             dist, teacher_nll = self.task.teacher.distribution(sample, like=student_logits)
             pad = sample["target"].eq(self.padding_idx)
             per_token = divergence(self.kd_divergence, student_logits, dist,

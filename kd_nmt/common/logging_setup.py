@@ -28,7 +28,9 @@ def setup_logging(stream=None):
         root.removeHandler(extra)
     if plain:
         handler = plain[0]
-        handler.setStream(sys.stderr if stream is None else stream)
+        # not setStream(): it flushes the old stream, which may be closed (a pytest capture file)
+        with handler.lock:
+            handler.stream = sys.stderr if stream is None else stream
     else:
         handler = logging.StreamHandler(sys.stderr if stream is None else stream)
         root.addHandler(handler)
