@@ -21,15 +21,10 @@ import numpy as np
 import torch
 
 from kd_nmt.cache.store import TeacherCache, data_hash, dictionary_hash
+from kd_nmt.common.dictionaries import describe_difference, load_dictionary
 from kd_nmt.errors import KDNMTError
 
 logger = logging.getLogger(__name__)
-
-
-def _dict_symbols(path):
-    from fairseq.data import Dictionary
-
-    return list(Dictionary.load(path).symbols)
 
 
 def _check_dictionary(cache, side, dictionary):
@@ -39,14 +34,8 @@ def _check_dictionary(cache, side, dictionary):
     detail = ""
     copy = os.path.join(cache.path, f"dict.{'src' if side == 'source' else 'tgt'}.txt")
     if os.path.isfile(copy):
-        theirs = _dict_symbols(copy)
-        ours = list(dictionary.symbols)
-        for i in range(max(len(ours), len(theirs))):
-            a = ours[i] if i < len(ours) else "<none>"
-            b = theirs[i] if i < len(theirs) else "<none>"
-            if a != b:
-                detail = f"; first difference at index {i}: data {a!r} vs cache {b!r}"
-                break
+        note = describe_difference(dictionary, load_dictionary(copy), ("data", "cache"))
+        detail = f"; {note}" if note else ""
     raise KDNMTError(
         f"teacher cache {cache.path!r} was built with a different {side} dictionary: the data has "
         f"{len(dictionary)} symbols, the cache {meta['size']}{detail}. Rebuild the cache on this "
