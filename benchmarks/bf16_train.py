@@ -104,7 +104,7 @@ def measure_arch(data_bin, arch, updates, warmup, max_tokens, valid_sentences):
     task, model32, criterion = build(data_bin, arch, max_tokens)
     model16 = copy.deepcopy(model32)
     train = batches(task, "train", max_tokens, updates)
-    valid = [s for s in batches(task, "valid", max_tokens, 10 ** 6)]
+    valid = batches(task, "valid", max_tokens, 10 ** 6)
     kept, n = [], 0
     for s in valid:
         if n >= valid_sentences:

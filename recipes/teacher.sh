@@ -44,7 +44,7 @@ if [ ! -e "$SHIP/MANIFEST.json" ]; then
     python scripts/ship_checkpoint.py --checkpoints "${LAST[@]}" --data "$WORK/data" --out "$SHIP" \
         --note "bash recipes/teacher.sh (TEACHER_UPDATES=$TEACHER_UPDATES VOCAB=$VOCAB SEED=$SEED)" \
         --info "train_wall_seconds=$(grep -o ' wall=[0-9]*' "$WORK/model/train.log" | tail -n 1 | cut -d= -f2)" \
-               "corpus=$(python -c 'import json;m=json.load(open("data/corpus/deen/MANIFEST.json"));print(json.dumps(m.get("packages", m.get("versions"))))')" \
+               "corpus=$(python -c 'import json;m=json.load(open("data/corpus/deen/MANIFEST.json"));print(json.dumps(m["packages"]))')" \
                "torch=$(python -c 'import torch;print(torch.__version__)')" \
                "fairseq=$(python -c 'import fairseq;print(fairseq.__version__)')"
 fi
