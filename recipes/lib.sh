@@ -48,11 +48,19 @@ corpus() {
 }
 
 # train SAVE_DIR DATA_BIN ARCH UPDATES [fairseq-train options...]: one model, label-smoothed,
-# Adam + inverse-sqrt; logs to SAVE_DIR/train.log, wall time to SAVE_DIR/DONE
+# Adam + inverse-sqrt; logs to SAVE_DIR/train.log, wall time and updates to SAVE_DIR/DONE
+# (a larger UPDATES later continues the run)
 train() {
     local save=$1 data=$2 arch=$3 updates=$4
     shift 4
-    if [ -e "$save/DONE" ]; then log "skip $save (done)"; return; fi
+    if [ -e "$save/DONE" ]; then
+        # DONE records the update count it reached: asking for more continues from checkpoint_last.pt
+        local reached
+        reached=$(sed -n 's/^updates //p' "$save/DONE")
+        if [ -z "$reached" ] || [ "$updates" -le "$reached" ]; then log "skip $save (done)"; return; fi
+        log "continue $save from $reached to $updates updates"
+        rm "$save/DONE"
+    fi
     mkdir -p "$save"
     log "train $save ($arch, $updates updates)"
     local start=$SECONDS
@@ -64,7 +72,7 @@ train() {
         --log-format simple --log-interval 25 --no-progress-bar \
         --save-dir "$save" "$@" >>"$save/train.log" 2>&1 \
         || { log "FAILED: see $save/train.log"; tail -n 20 "$save/train.log" >&2; return 1; }
-    echo "wall_seconds $((SECONDS - start))" >"$save/DONE"
+    printf 'wall_seconds %s\nupdates %s\n' "$((SECONDS - start))" "$updates" >"$save/DONE"
 }
 
 # corpus_and_teacher WORK MAX_TRAIN VOCAB ARCH UPDATES: the corpus in WORK/data and a plain

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # recipes/teacher.sh — train the de->en teacher that ships in models/teacher-deen/, from scratch.
 #
-#   bash recipes/teacher.sh            # ~60 min on 2 CPU cores (float32, no AVX-512); rerun = resume
+#   bash recipes/teacher.sh            # ~2 h on 2 CPU cores (float32, no AVX-512); rerun = resume
 #
 # Steps (each skipped when its output exists, training resumes from checkpoint_last.pt):
 #   1. the whole corpus (58,532 train pairs), one joint 8k sentencepiece model -> WORK/data
@@ -14,7 +14,7 @@
 #      dictionaries and MANIFEST.json (sha256, command, BLEU) -> SHIP (default: RESULTS/ship;
 #      SHIP=models/teacher-deen replaces the shipped teacher)
 #
-# Knobs: TEACHER_UPDATES (1200), VOCAB (8000), AVERAGE (1: while the curve still climbs, averaging the last 2 or 3 checkpoints scored lower on valid), WORK (work/teacher),
+# Knobs: TEACHER_UPDATES (2400; a larger value later continues the run), VOCAB (8000), AVERAGE (1: while the curve still climbs, averaging the last 2 or 3 checkpoints scored lower on valid), WORK (work/teacher),
 # RESULTS (results/teacher), SHIP, plus recipes/lib.sh's (SEED, MAX_TOKENS, LR, ...).
 set -euo pipefail
 RECIPE=teacher
@@ -22,7 +22,7 @@ RECIPE=teacher
 # shellcheck source=recipes/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO" || exit 1
-: "${TEACHER_UPDATES:=1200}" "${VOCAB:=8000}"
+: "${TEACHER_UPDATES:=2400}" "${VOCAB:=8000}"
 : "${WORK:=work/teacher}" "${RESULTS:=results/teacher}" "${AVERAGE:=1}"
 : "${SHIP:=$RESULTS/ship}"
 START=$SECONDS
