@@ -7,25 +7,34 @@ vocabulary are listed in the README (measured with `kd-nmt bench`).
     transformer_kd_mini             1+1       128   512    2
     transformer_kd_tiny             2+2       128   512    2
     transformer_kd_small            3+3       256  1024    4
+    transformer_kd_small_d2         3+2       256  1024    4
+    transformer_kd_small_d1         3+1       256  1024    4
     transformer_kd_base             6+6       512  2048    8
+
+The ``_d2``/``_d1`` students keep the small teacher's encoder and shrink its decoder (deep
+encoder, shallow decoder: Kasai et al. 2021; beam search pays per decoder layer), so
+scripts/shrink_teacher.py can start them from the teacher's own layers.
 """
 from fairseq.models import register_model_architecture
 from fairseq.models.transformer import base_architecture
 
 from kd_nmt.checkpoint import PLUGIN_ARCHS
 
+# name: ((encoder layers, decoder layers), dim, ffn, heads)
 SIZES = {
-    "transformer_kd_mini": (1, 128, 512, 2),
-    "transformer_kd_tiny": (2, 128, 512, 2),
-    "transformer_kd_small": (3, 256, 1024, 4),
-    "transformer_kd_base": (6, 512, 2048, 8),
+    "transformer_kd_mini": ((1, 1), 128, 512, 2),
+    "transformer_kd_tiny": ((2, 2), 128, 512, 2),
+    "transformer_kd_small": ((3, 3), 256, 1024, 4),
+    "transformer_kd_small_d2": ((3, 2), 256, 1024, 4),
+    "transformer_kd_small_d1": ((3, 1), 256, 1024, 4),
+    "transformer_kd_base": ((6, 6), 512, 2048, 8),
 }
 
 
 def _make(layers, dim, ffn, heads):
     def arch(args):
-        for side in ("encoder", "decoder"):
-            setattr(args, f"{side}_layers", getattr(args, f"{side}_layers", layers))
+        for side, side_layers in zip(("encoder", "decoder"), layers):
+            setattr(args, f"{side}_layers", getattr(args, f"{side}_layers", side_layers))
             setattr(args, f"{side}_embed_dim", getattr(args, f"{side}_embed_dim", dim))
             setattr(args, f"{side}_ffn_embed_dim", getattr(args, f"{side}_ffn_embed_dim", ffn))
             setattr(args, f"{side}_attention_heads", getattr(args, f"{side}_attention_heads", heads))

@@ -2,13 +2,19 @@
 # Quickstart (what `make demo` runs): the shipped de->en teacher (models/teacher-deen, checksum
 # verified: no teacher training), a slice of the de-en corpus prepared with the teacher's
 # sentencepiece model and dictionary, the teacher's beam search over that slice (Seq-KD data), and
-# four tiny students — baseline (gold CE), word_kd, seq_kd, hybrid_kd — then one table of
-# BLEU/chrF (sacreBLEU signatures), greedy and beam, speed and size on the held-out help pages
-# (test_tech).
+# four students — baseline (gold CE), word_kd, seq_kd, hybrid_kd — then one table of BLEU/chrF
+# (sacreBLEU signatures), greedy and beam, speed and size on the held-out help pages (test_tech).
 #
-#   bash recipes/quickstart.sh            # ~25 min on 2 CPU cores; rerun = resume
+# The students (transformer_kd_small_d2: the teacher's encoder, two decoder layers) start from the
+# teacher's own layers (scripts/shrink_teacher.py, "shrink and fine-tune", Shleifer & Rush 2020):
+# from random weights no student translates after the few hundred updates 2 CPU cores give in
+# minutes. Every student, the baseline included, starts from the same initial checkpoint.
 #
-# Knobs: MAX_TRAIN (10000 train pairs), STUDENT_UPDATES (150), STUDENT_ARCH (transformer_kd_tiny),
+#   bash recipes/quickstart.sh            # ~20 min on 2 CPU cores; rerun = resume
+#
+# Knobs: MAX_TRAIN (5000 train pairs), STUDENT_UPDATES (60), STUDENT_ARCH (transformer_kd_small_d2),
+# STUDENT_INIT (spread:2: the teacher's decoder layers the students start from, as many as
+# STUDENT_ARCH has; empty: random initial weights, e.g. with STUDENT_ARCH=transformer_kd_tiny),
 # TEACHER_DIR (models/teacher-deen), WORK (work/quickstart), RESULTS (results/quickstart),
 # TEST_SPLIT (test_tech; with CORPUS=DIR one of its test* splits), plus
 # recipes/lib.sh's (SEED, THREADS, MAX_TOKENS, LR, PRECISION, ...). TRAIN_TEACHER=1 trains a small
@@ -18,7 +24,8 @@ RECIPE=quickstart
 # shellcheck source=recipes/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO" || exit 1
-: "${MAX_TRAIN:=10000}" "${STUDENT_UPDATES:=150}" "${STUDENT_ARCH:=transformer_kd_tiny}"
+: "${MAX_TRAIN:=5000}" "${STUDENT_UPDATES:=60}" "${STUDENT_ARCH:=transformer_kd_small_d2}"
+STUDENT_INIT=${STUDENT_INIT-spread:2}
 : "${TEACHER_DIR:=models/teacher-deen}" "${TRAIN_TEACHER:=}"
 : "${WORK:=work/quickstart}" "${RESULTS:=results/quickstart}" "${TEST_SPLIT:=test_tech}"
 START=$SECONDS
@@ -33,6 +40,13 @@ else
     corpus_and_teacher "$WORK" "$MAX_TRAIN" "$VOCAB" "$TEACHER_ARCH" "$TEACHER_UPDATES"
 fi
 relabel "$TEACHER" "$WORK/data" "$WORK/seqkd-bin"
+
+if [ -n "$STUDENT_INIT" ]; then
+    INIT=$WORK/student-init.pt
+    [ -e "$INIT" ] || python scripts/shrink_teacher.py --teacher "$TEACHER" --decoder-layers "$STUDENT_INIT" --out "$INIT"
+    # fine-tuning a trained network: a shorter warm-up and half the from-scratch learning rate
+    STUDENT_ARGS="--finetune-from-model $INIT --warmup-updates 30 --lr 5e-4 ${STUDENT_ARGS:-}"
+fi
 
 METHODS="baseline word_kd seq_kd hybrid_kd"
 grid "$WORK/students" "$WORK/data" "$WORK/seqkd-bin" "$TEACHER" "$STUDENT_UPDATES" "$STUDENT_ARCH" "$METHODS"

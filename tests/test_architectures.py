@@ -11,6 +11,8 @@ README_PARAMS_4K = {
     "transformer_kd_mini": 975_872,
     "transformer_kd_tiny": 1_438_720,
     "transformer_kd_small": 6_555_648,
+    "transformer_kd_small_d2": 5_502_208,
+    "transformer_kd_small_d1": 4_448_768,
     "transformer_kd_base": 46_190_592,
 }
 
@@ -24,8 +26,8 @@ def parse(data_bin, *argv):
 def test_size_defaults_apply(data_bin, arch):
     layers, dim, ffn, heads = SIZES[arch]
     args = parse(data_bin, "--arch", arch)
-    for side in ("encoder", "decoder"):
-        assert getattr(args, f"{side}_layers") == layers
+    for side, side_layers in zip(("encoder", "decoder"), layers):
+        assert getattr(args, f"{side}_layers") == side_layers
         assert getattr(args, f"{side}_embed_dim") == dim
         assert getattr(args, f"{side}_ffn_embed_dim") == ffn
         assert getattr(args, f"{side}_attention_heads") == heads
