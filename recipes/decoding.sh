@@ -10,10 +10,11 @@ RECIPE=decoding
 # shellcheck source=recipes/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO" || exit 1
-: "${SIZES:=transformer_kd_mini transformer_kd_tiny transformer_kd_small}"
+: "${SIZES:=transformer_kd_tiny transformer_kd_small_d1 transformer_kd_small_d2}"
 : "${METHODS:=baseline word_kd todi seq_kd seq_inter word_seq hybrid_kd}"
 : "${WORK:=work/study}" "${RESULTS:=results/decoding}" "${BEAMS:=5 10}"
-TEACHER=$WORK/teacher/checkpoint_best.pt
+TEACHER=${TEACHER_DIR:-models/teacher-deen}/model.pt
+[ -z "${TRAIN_TEACHER:-}" ] || TEACHER=$WORK/teacher/checkpoint_best.pt
 [ -e "$TEACHER" ] || { log "no $TEACHER: run recipes/student_size.sh first"; exit 2; }
 for beam in $BEAMS; do
     for split in test_tech test_ding; do

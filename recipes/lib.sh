@@ -75,6 +75,25 @@ train() {
     printf 'wall_seconds %s\nupdates %s\n' "$((SECONDS - start))" "$updates" >"$save/DONE"
 }
 
+# teacher_and_data WORK MAX_TRAIN: exports TEACHER and prepares WORK/data (the first MAX_TRAIN
+# training pairs, 0 = all). By default the shipped teacher TEACHER_DIR (models/teacher-deen), its
+# sha256 verified, with the corpus prepared by its sentencepiece model and dictionary;
+# TRAIN_TEACHER=1 trains a teacher in WORK/teacher instead (corpus_and_teacher with the recipe's
+# VOCAB, TEACHER_ARCH, TEACHER_UPDATES)
+teacher_and_data() {
+    local work=$1 max_train=$2
+    if [ -n "${TRAIN_TEACHER:-}" ]; then
+        corpus_and_teacher "$work" "$max_train" "${VOCAB:?}" "${TEACHER_ARCH:?}" "${TEACHER_UPDATES:?}"
+        return
+    fi
+    : "${TEACHER_DIR:=models/teacher-deen}"
+    python scripts/ship_checkpoint.py --verify "$TEACHER_DIR"
+    log "teacher: $TEACHER_DIR (sha256 verified)"
+    SPM_MODEL=$TEACHER_DIR/spm.model SRCDICT=$TEACHER_DIR/dict.en.txt corpus "$work/data" "$max_train" 0
+    TEACHER=$TEACHER_DIR/model.pt  # read by the calling recipe
+    export TEACHER
+}
+
 # corpus_and_teacher WORK MAX_TRAIN VOCAB ARCH UPDATES: the corpus in WORK/data and a plain
 # translation teacher (label-smoothed CE) in WORK/teacher; sets TEACHER to its best checkpoint
 corpus_and_teacher() {
@@ -145,14 +164,33 @@ seq_inter_relabel() {
     relabel "$1" "$2" "$3" --nbest 5 --reference "$2/tok/train.en" --select-by-reference bleu
 }
 
+# student_init ROOT TEACHER ARCH: for a shrunk-teacher size (transformer_kd_small_dN: the teacher's
+# encoder, N decoder layers) the options that start every method's student from the teacher's own
+# layers (scripts/shrink_teacher.py -> ROOT/init/ARCH.pt, fine-tuned with INIT_LR 5e-4 and
+# INIT_WARMUP 30 updates); nothing for other sizes or with STUDENT_INIT=0 (random weights)
+student_init() {
+    local root=$1 teacher=$2 arch=$3
+    case $arch in *_d[0-9]) ;; *) return 0 ;; esac
+    [ "${STUDENT_INIT:-1}" != 0 ] || return 0
+    local init=$root/init/$arch.pt
+    if [ ! -e "$init" ]; then
+        python scripts/shrink_teacher.py --teacher "$teacher" --decoder-layers "spread:${arch##*_d}" \
+            --out "$init" >&2
+    fi
+    echo "--finetune-from-model $init --lr ${INIT_LR:-5e-4} --warmup-updates ${INIT_WARMUP:-30}"
+}
+
 # grid ROOT DATA_DIR SEQKD_BIN TEACHER UPDATES "ARCHS" "METHODS": every (arch, method) student,
-# trained into ROOT/<size>/<method> (size = the arch name without transformer_kd_)
+# trained into ROOT/<size>/<method> (size = the arch name without transformer_kd_); students of
+# a shrunk-teacher size start from the teacher's layers (student_init)
 grid() {
-    local root=$1 data=$2 seqkd=$3 teacher=$4 updates=$5 archs=$6 methods=$7 arch method
+    local root=$1 data=$2 seqkd=$3 teacher=$4 updates=$5 archs=$6 methods=$7 arch method init
     for arch in $archs; do
+        init=$(student_init "$root" "$teacher" "$arch")
         for method in $methods; do
+            # shellcheck disable=SC2086  # init: options, split on spaces
             student "$method" "$root/${arch#transformer_kd_}/$method" "$data" "$arch" "$updates" \
-                "$teacher" "$seqkd"
+                "$teacher" "$seqkd" $init
         done
     done
 }

@@ -12,9 +12,9 @@
 #
 #   bash recipes/quickstart.sh            # ~20 min on 2 CPU cores; rerun = resume
 #
-# Knobs: MAX_TRAIN (5000 train pairs), STUDENT_UPDATES (60), STUDENT_ARCH (transformer_kd_small_d2),
-# STUDENT_INIT (spread:2: the teacher's decoder layers the students start from, as many as
-# STUDENT_ARCH has; empty: random initial weights, e.g. with STUDENT_ARCH=transformer_kd_tiny),
+# Knobs: MAX_TRAIN (5000 train pairs), STUDENT_UPDATES (60), STUDENT_ARCH (transformer_kd_small_d2;
+# any size, e.g. transformer_kd_tiny, which starts from random weights), STUDENT_INIT (0: the _dN
+# sizes start from random weights too),
 # TEACHER_DIR (models/teacher-deen), WORK (work/quickstart), RESULTS (results/quickstart),
 # TEST_SPLIT (test_tech; with CORPUS=DIR one of its test* splits), plus
 # recipes/lib.sh's (SEED, THREADS, MAX_TOKENS, LR, PRECISION, ...). TRAIN_TEACHER=1 trains a small
@@ -25,28 +25,12 @@ RECIPE=quickstart
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO" || exit 1
 : "${MAX_TRAIN:=5000}" "${STUDENT_UPDATES:=60}" "${STUDENT_ARCH:=transformer_kd_small_d2}"
-STUDENT_INIT=${STUDENT_INIT-spread:2}
-: "${TEACHER_DIR:=models/teacher-deen}" "${TRAIN_TEACHER:=}"
 : "${WORK:=work/quickstart}" "${RESULTS:=results/quickstart}" "${TEST_SPLIT:=test_tech}"
 START=$SECONDS
 
-if [ -z "$TRAIN_TEACHER" ]; then
-    python scripts/ship_checkpoint.py --verify "$TEACHER_DIR"
-    log "teacher: $TEACHER_DIR (sha256 verified)"
-    SPM_MODEL=$TEACHER_DIR/spm.model SRCDICT=$TEACHER_DIR/dict.en.txt corpus "$WORK/data" "$MAX_TRAIN" 0
-    TEACHER=$TEACHER_DIR/model.pt
-else
-    : "${TEACHER_UPDATES:=500}" "${TEACHER_ARCH:=transformer_kd_small}" "${VOCAB:=4000}"
-    corpus_and_teacher "$WORK" "$MAX_TRAIN" "$VOCAB" "$TEACHER_ARCH" "$TEACHER_UPDATES"
-fi
+: "${TEACHER_UPDATES:=500}" "${TEACHER_ARCH:=transformer_kd_small}" "${VOCAB:=4000}"  # TRAIN_TEACHER=1 only
+teacher_and_data "$WORK" "$MAX_TRAIN"
 relabel "$TEACHER" "$WORK/data" "$WORK/seqkd-bin"
-
-if [ -n "$STUDENT_INIT" ]; then
-    INIT=$WORK/student-init.pt
-    [ -e "$INIT" ] || python scripts/shrink_teacher.py --teacher "$TEACHER" --decoder-layers "$STUDENT_INIT" --out "$INIT"
-    # fine-tuning a trained network: a shorter warm-up and half the from-scratch learning rate
-    STUDENT_ARGS="--finetune-from-model $INIT --warmup-updates 30 --lr 5e-4 ${STUDENT_ARGS:-}"
-fi
 
 METHODS="baseline word_kd seq_kd hybrid_kd"
 grid "$WORK/students" "$WORK/data" "$WORK/seqkd-bin" "$TEACHER" "$STUDENT_UPDATES" "$STUDENT_ARCH" "$METHODS"

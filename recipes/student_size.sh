@@ -2,11 +2,13 @@
 # Study axis 1 — student size: every KD method for students of several sizes, one teacher.
 #
 #   bash recipes/student_size.sh                        # full corpus; hours on 2 CPU cores
-#   WORK=work/quickstart MAX_TRAIN=20000 SIZES="transformer_kd_mini transformer_kd_tiny" \
-#       TEACHER_UPDATES=500 STUDENT_UPDATES=300 bash recipes/student_size.sh   # on the quickstart's teacher
+#   SIZES="transformer_kd_small_d1 transformer_kd_small_d2" STUDENT_UPDATES=300 \
+#       METHODS="baseline word_kd seq_kd" bash recipes/student_size.sh      # teacher-initialised students only
 #
-# Knobs: MAX_TRAIN (0 = all train pairs), VOCAB (4000), TEACHER_ARCH (transformer_kd_small),
-# TEACHER_UPDATES (3000), STUDENT_UPDATES (1500), SIZES (mini tiny small), METHODS (all seven),
+# The shipped teacher (models/teacher-deen; TRAIN_TEACHER=1 trains one with VOCAB, TEACHER_ARCH,
+# TEACHER_UPDATES). Knobs: MAX_TRAIN (0 = all train pairs), VOCAB (4000), TEACHER_ARCH (transformer_kd_small),
+# TEACHER_UPDATES (3000), STUDENT_UPDATES (1500), SIZES (tiny, small_d1, small_d2: the _dN sizes
+# start from the teacher's layers, see lib.sh's student_init), METHODS (all seven),
 # WORK (work/study), RESULTS (results/student_size), and recipes/lib.sh's.
 # Output: RESULTS/bench_test_tech, RESULTS/bench_test_ding (bench.csv, bench.md, per-length buckets),
 # RESULTS/figures (BLEU vs parameters per method, gate trajectories).
@@ -17,12 +19,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO" || exit 1
 : "${MAX_TRAIN:=0}" "${VOCAB:=4000}" "${TEACHER_UPDATES:=3000}" "${STUDENT_UPDATES:=1500}"
 : "${TEACHER_ARCH:=transformer_kd_small}"
-: "${SIZES:=transformer_kd_mini transformer_kd_tiny transformer_kd_small}"
+: "${SIZES:=transformer_kd_tiny transformer_kd_small_d1 transformer_kd_small_d2}"
 : "${METHODS:=baseline word_kd todi seq_kd seq_inter word_seq hybrid_kd}"
 : "${WORK:=work/study}" "${RESULTS:=results/student_size}"
 START=$SECONDS
 
-corpus_and_teacher "$WORK" "$MAX_TRAIN" "$VOCAB" "$TEACHER_ARCH" "$TEACHER_UPDATES"
+teacher_and_data "$WORK" "$MAX_TRAIN"
 relabel "$TEACHER" "$WORK/data" "$WORK/seqkd-bin"
 case " $METHODS " in *" seq_inter "*) seq_inter_relabel "$TEACHER" "$WORK/data" "$WORK/seqkd-inter-bin" ;; esac
 

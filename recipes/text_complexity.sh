@@ -21,7 +21,7 @@ cd "$REPO" || exit 1
 : "${WORK:=work/study}" "${RESULTS:=results/text_complexity}"
 START=$SECONDS
 
-corpus_and_teacher "$WORK" "$MAX_TRAIN" "$VOCAB" "$TEACHER_ARCH" "$TEACHER_UPDATES"
+teacher_and_data "$WORK" "$MAX_TRAIN"
 
 results=()
 for noise in $NOISES; do
