@@ -461,11 +461,11 @@ class Job:
                 for key in totals:
                     totals[key] += stats[key]
         seconds = time.perf_counter() - started
-        wd.assemble(n_chunks, a.output, a.nbest_output)
         source = a.input
-        if a.keep_nbest:
+        if a.keep_nbest:  # before OUT, so that an existing OUT means a finished run (recipes)
             source = a.output_source
             write_lines_atomic(source, repeated(self.input.lines[self.start:self.end], self.keep))
+        wd.assemble(n_chunks, a.output, a.nbest_output)
         if a.binarize_to:
             binarize_mod.binarize(
                 a.data_bin, self.src, self.tgt, source, a.output, a.binarize_to,
