@@ -24,6 +24,8 @@ START=$SECONDS
 
 corpus_and_teacher "$WORK" "$MAX_TRAIN" "$VOCAB" "$TEACHER_ARCH" "$TEACHER_UPDATES"
 relabel "$TEACHER" "$WORK/data" "$WORK/seqkd-bin"
+METHODS=$(with_seqkd_knobs "$METHODS")  # MONO / NBEST / FILTER / MBR: recipes/lib.sh
+seqkd_variants "$TEACHER" "$WORK/data" "$WORK/seqkd-bin" "$METHODS"
 case " $METHODS " in *" seq_inter "*) seq_inter_relabel "$TEACHER" "$WORK/data" "$WORK/seqkd-inter-bin" ;; esac
 
 grid "$WORK/students" "$WORK/data" "$WORK/seqkd-bin" "$TEACHER" "$STUDENT_UPDATES" "$SIZES" "$METHODS"
