@@ -146,8 +146,13 @@ def binarize(data_bin, source_lang, target_lang, source_file, target_file, destd
     finally:
         shutil.rmtree(text_dir, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
+    aligned = "line-aligned with the gold train split"
+    if repeat != 1:
+        aligned = f"each gold train line {repeat} times in a row"
+    if extra_lines:
+        aligned += f", then {extra_lines} more"
     log(f"binarized {summary['train_sentences']} train sentences into {destdir} "
-        f"(line-aligned with the gold train split; also linked: {', '.join(summary['other_splits']) or 'none'})")
+        f"({aligned}; also linked: {', '.join(summary['other_splits']) or 'none'})")
     return summary
 
 
