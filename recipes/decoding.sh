@@ -13,6 +13,7 @@ cd "$REPO" || exit 1
 : "${SIZES:=transformer_kd_tiny transformer_kd_small_d1 transformer_kd_small_d2}"
 : "${METHODS:=baseline word_kd todi seq_kd seq_inter word_seq hybrid_kd}"
 : "${WORK:=work/study}" "${RESULTS:=results/decoding}" "${BEAMS:=5 10}"
+METHODS=$(with_seqkd_knobs "$METHODS")  # the same knobs as student_size.sh's run
 TEACHER=${TEACHER_DIR:-models/teacher-deen}/model.pt
 [ -z "${TRAIN_TEACHER:-}" ] || TEACHER=$WORK/teacher/checkpoint_best.pt
 [ -e "$TEACHER" ] || { log "no $TEACHER: run recipes/student_size.sh first"; exit 2; }

@@ -6,7 +6,11 @@
 # interrupted training resumes from its checkpoint_last.pt (fairseq's default).
 #
 # Knobs (environment): SEED (1), THREADS (2: torch CPU threads for decoding), MAX_TOKENS (4096),
-# LR (1e-3), WARMUP (200), DIVERGENCE (fkl), BEAM (5).
+# LR (1e-3), WARMUP (200), DIVERGENCE (fkl), BEAM (5). The Seq-KD data of seq_kd and word_seq
+# (recipes that call with_seqkd_knobs; see "Seq-KD data variants" below): MONO=N relabeled
+# monolingual German lines appended (MONO_FILE: raw German text, default: python -m
+# data.monolingual's), NBEST=N (the teacher's top N per source), FILTER=1 (kd-nmt filter; with
+# BACKWARD=B.pt also the backward score, FILTER_DROP 0.05), MBR=chrf|bleu.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -119,6 +123,8 @@ student() {
         word_kd)   train "$save" "$data/bin" "$arch" "$updates" "${kd[@]}" "$@" ;;
         todi)      train "$save" "$data/bin" "$arch" "$updates" "${kd[@]}" --kd-divergence todi "$@" ;;
         seq_kd)    train "$save" "$seqkd" "$arch" "$updates" "${ce[@]}" "$@" ;;
+        seq_kd+*)  train "$save" "$(variant_bin "$seqkd" "$method")" "$arch" "$updates" "${ce[@]}" "$@" ;;
+        word_seq+*) train "$save" "$(variant_bin "$seqkd" "$method")" "$arch" "$updates" "${kd[@]}" "$@" ;;
         seq_inter) train "$save" "${seqkd%-bin}-inter-bin" "$arch" "$updates" "${ce[@]}" "$@" ;;
         word_seq)  train "$save" "$seqkd" "$arch" "$updates" "${kd[@]}" "$@" ;;
         hybrid_kd) train "$save" "$data/bin" "$arch" "$updates" --task kd_translation \
@@ -211,4 +217,129 @@ grid_bench() {
         done
     done
     BASELINE=${first:-teacher} bench "$out" "$data" "$split" "$names" "${checkpoints[@]}"
+}
+
+# backward_model SAVE_DIR DATA_BIN ARCH UPDATES [fairseq-train options...]: an en->de model on the
+# de-en data-bin (its dictionaries, the languages swapped), trained like a teacher (label-smoothed
+# CE); kd-nmt filter --backward-model scores log P(source | teacher output) with it. Sets BACKWARD.
+backward_model() {
+    train "$@" --task translation --source-lang en --target-lang de \
+        --criterion label_smoothed_cross_entropy
+    BACKWARD=$1/checkpoint_best.pt  # read by seqkd_data's filter step
+    export BACKWARD
+}
+
+# ---- Seq-KD data variants ------------------------------------------------------------------
+# A variant is a method name with +parts: seq_kd+filter, word_seq+nbest4+mono3000, ... Parts:
+#   +nbestN   the teacher's N best hypotheses per source, each source N times (relabel --keep-nbest)
+#   +mbrU     per source the MBR choice (utility U: chrf or bleu) among the teacher's 5-best
+#   +monoN    N monolingual German lines (MONO_FILE, default data/corpus/mono-de/mono.de from
+#             python -m data.monolingual), relabeled the same way, appended after the train pairs
+#   +filter   kd-nmt filter's cheap checks (empty, repeats > 3, length ratio outside 0.5-2.5,
+#             duplicates) and, when BACKWARD is set, its worst FILTER_DROP (0.05) backward scores
+# Its data-bin is ${SEQKD_BIN%-bin}+parts-bin. hybrid_kd always takes the plain SEQKD_BIN: it pairs
+# line i of the Seq-KD data with gold line i.
+
+# variant_bin SEQKD_BIN METHOD: the data-bin of METHOD's +parts
+variant_bin() { printf '%s+%s-bin' "${1%-bin}" "${2#*+}"; }
+
+# seqkd_suffix: the +parts the knobs NBEST (> 1), MBR, MONO (> 0) and FILTER (1) ask for
+seqkd_suffix() {
+    local suffix=
+    if [ "${NBEST:-0}" -gt 1 ]; then suffix+="+nbest$NBEST"; fi
+    if [ -n "${MBR:-}" ]; then suffix+="+mbr$MBR"; fi
+    if [ "${MONO:-0}" -gt 0 ]; then suffix+="+mono$MONO"; fi
+    if [ "${FILTER:-0}" = 1 ]; then suffix+="+filter"; fi
+    printf '%s' "$suffix"
+}
+
+# with_seqkd_knobs "METHODS": the methods, seq_kd and word_seq turned into the knobs' variant
+with_seqkd_knobs() {
+    local suffix method out=()
+    suffix=$(seqkd_suffix)
+    for method in $1; do
+        case $method in seq_kd | word_seq) out+=("$method$suffix") ;; *) out+=("$method") ;; esac
+    done
+    printf '%s' "${out[*]}"
+}
+
+# seqkd_variants TEACHER DATA_DIR SEQKD_BIN "METHODS": the data-bin of every variant in METHODS
+seqkd_variants() {
+    local method
+    for method in $4; do
+        case $method in *+*) seqkd_data "$1" "$2" "$3" "+${method#*+}" ;; esac
+    done
+}
+
+# relabel_text TEACHER DATA_DIR INPUT OUTPUT [kd-nmt relabel options]: the teacher's translation
+# of INPUT (token space) as text, decoded as relabel() does; skipped when OUTPUT exists (relabel
+# writes it last), resumed from OUTPUT.chunks/ after an interruption
+relabel_text() {
+    local teacher=$1 data=$2 input=$3 output=$4
+    shift 4
+    if [ -e "$output" ]; then log "skip $output (done)"; return; fi
+    log "relabel $input -> $output $*"
+    kd-nmt relabel --teacher "$teacher" --data-bin "$data/bin" --input "$input" --output "$output" \
+        --beam "$BEAM" --threads "$THREADS" --max-len-a 1.2 --max-len-b 10 --backend ctranslate2 \
+        --no-progress "$@"
+}
+
+# mono_source DATA_DIR N: DATA_DIR/tok/monoN.de, the first N lines of MONO_FILE (default: built by
+# python -m data.monolingual) normalised and sentencepiece'd as the corpus
+mono_source() {
+    local data=$1 n=$2 file=${MONO_FILE:-}
+    if [ -e "$data/tok/mono$n.de" ]; then return; fi
+    if [ -z "$file" ]; then
+        python -m data.monolingual >&2
+        file=$REPO/data/corpus/mono-de/mono.de
+    fi
+    python "$REPO/scripts/encode_text.py" --spm "$data/spm.model" --lang de --max-lines "$n" \
+        "$file" "$data/tok/mono$n.de"
+}
+
+# seqkd_data TEACHER DATA_DIR SEQKD_BIN +PARTS: one variant's data-bin (see above). The 1-best
+# text of relabel() (SEQKD_BIN without -bin, .train.en) is reused; every step skips what exists.
+seqkd_data() {
+    local teacher=$1 data=$2 seqkd=$3 parts=$4
+    local base=${seqkd%-bin} part keep=1 mono=0 filter=0 decode=() tag='' plist
+    local dest=$base$parts-bin
+    if [ -e "$dest/dict.en.txt" ]; then log "skip $dest (done)"; return; fi
+    IFS=+ read -ra plist <<<"${parts#+}"
+    for part in "${plist[@]}"; do
+        case $part in
+            nbest[0-9]*) keep=${part#nbest}; decode=(--nbest "$keep" --keep-nbest "$keep"); tag+="+$part" ;;
+            mbrchrf | mbrbleu) decode=(--nbest 5 --select-by-mbr "${part#mbr}"); tag+="+$part" ;;
+            mono[0-9]*) mono=${part#mono} ;;
+            filter) filter=1 ;;
+            *) log "unknown Seq-KD variant part +$part (nbestN, mbrchrf, mbrbleu, monoN, filter)"; return 2 ;;
+        esac
+    done
+    # the teacher's text for the train source (and the monolingual one), decoded as the parts ask
+    local sources=() targets=() input name
+    local inputs=("$data/tok/train.de")
+    if [ "$mono" -gt 0 ]; then mono_source "$data" "$mono"; inputs+=("$data/tok/mono$mono.de"); fi
+    for input in "${inputs[@]}"; do
+        name=$(basename "$input" .de)
+        relabel_text "$teacher" "$data" "$input" "$base$tag.$name.en" "${decode[@]}"
+        targets+=("$base$tag.$name.en")
+        if [ "$keep" -gt 1 ]; then sources+=("$base$tag.$name.en.source"); else sources+=("$input"); fi
+    done
+    local pair=${dest%-bin}
+    if [ "$mono" -gt 0 ]; then  # one aligned pair: the train lines, then the monolingual ones
+        cat "${sources[@]}" >"$pair.de.tmp" && mv "$pair.de.tmp" "$pair.de"
+        cat "${targets[@]}" >"$pair.en.tmp" && mv "$pair.en.tmp" "$pair.en"
+        sources=("$pair.de") targets=("$pair.en")
+    fi
+    if [ "$filter" = 1 ]; then
+        log "filter ${targets[0]} -> $dest${BACKWARD:+ (backward model $BACKWARD)}"
+        kd-nmt filter --source "${sources[0]}" --hypothesis "${targets[0]}" \
+            --output-source "$pair.kept.de" --output-target "$pair.kept.en" \
+            --drop-empty --max-repeats 3 --length-ratio 0.5 2.5 --dedup \
+            ${BACKWARD:+--backward-model "$BACKWARD" --drop-fraction "${FILTER_DROP:-0.05}"} \
+            --data-bin "$data/bin" --threads "$THREADS" --no-progress --binarize-to "$dest"
+    else
+        kd-nmt relabel binarize --data-bin "$data/bin" --source "${sources[0]}" \
+            --target "${targets[0]}" --repeat "$keep" --extra-lines "$((mono * keep))" \
+            --workers 1 --destdir "$dest"
+    fi
 }

@@ -17,7 +17,7 @@
 # sizes start from random weights too),
 # TEACHER_DIR (models/teacher-deen), WORK (work/quickstart), RESULTS (results/quickstart),
 # TEST_SPLIT (test_tech; with CORPUS=DIR one of its test* splits), plus
-# recipes/lib.sh's (SEED, THREADS, MAX_TOKENS, LR, PRECISION, ...). TRAIN_TEACHER=1 trains a small
+# recipes/lib.sh's (SEED, THREADS, MAX_TOKENS, LR, PRECISION, MONO, NBEST, FILTER, ...). TRAIN_TEACHER=1 trains a small
 # teacher here instead (TEACHER_UPDATES, TEACHER_ARCH, VOCAB: the recipe of before the shipped one).
 set -euo pipefail
 RECIPE=quickstart
@@ -31,8 +31,8 @@ START=$SECONDS
 : "${TEACHER_UPDATES:=500}" "${TEACHER_ARCH:=transformer_kd_small}" "${VOCAB:=4000}"  # TRAIN_TEACHER=1 only
 teacher_and_data "$WORK" "$MAX_TRAIN"
 relabel "$TEACHER" "$WORK/data" "$WORK/seqkd-bin"
-
-METHODS="baseline word_kd seq_kd hybrid_kd"
+METHODS=$(with_seqkd_knobs "baseline word_kd seq_kd hybrid_kd")  # MONO / NBEST / FILTER: lib.sh
+seqkd_variants "$TEACHER" "$WORK/data" "$WORK/seqkd-bin" "$METHODS"
 grid "$WORK/students" "$WORK/data" "$WORK/seqkd-bin" "$TEACHER" "$STUDENT_UPDATES" "$STUDENT_ARCH" "$METHODS"
 grid_bench "$RESULTS/bench" "$WORK/students" "$WORK/data" "$TEST_SPLIT" "$TEACHER" "$STUDENT_ARCH" "$METHODS"
 size=${STUDENT_ARCH#transformer_kd_}

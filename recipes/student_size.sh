@@ -26,6 +26,8 @@ START=$SECONDS
 
 teacher_and_data "$WORK" "$MAX_TRAIN"
 relabel "$TEACHER" "$WORK/data" "$WORK/seqkd-bin"
+METHODS=$(with_seqkd_knobs "$METHODS")  # MONO / NBEST / FILTER / MBR: recipes/lib.sh
+seqkd_variants "$TEACHER" "$WORK/data" "$WORK/seqkd-bin" "$METHODS"
 case " $METHODS " in *" seq_inter "*) seq_inter_relabel "$TEACHER" "$WORK/data" "$WORK/seqkd-inter-bin" ;; esac
 
 grid "$WORK/students" "$WORK/data" "$WORK/seqkd-bin" "$TEACHER" "$STUDENT_UPDATES" "$SIZES" "$METHODS"

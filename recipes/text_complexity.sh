@@ -20,6 +20,7 @@ cd "$REPO" || exit 1
 : "${METHODS:=baseline word_kd seq_kd hybrid_kd}"
 : "${WORK:=work/study}" "${RESULTS:=results/text_complexity}"
 START=$SECONDS
+METHODS=$(with_seqkd_knobs "$METHODS")  # MONO / NBEST / FILTER / MBR: recipes/lib.sh
 
 teacher_and_data "$WORK" "$MAX_TRAIN"
 
@@ -34,6 +35,7 @@ for noise in $NOISES; do
                 --spm-model "$WORK/data/spm.model" --srcdict "$WORK/data/bin/dict.de.txt" >&2
         fi
         relabel "$TEACHER" "$dir/data" "$dir/seqkd-bin"
+        seqkd_variants "$TEACHER" "$dir/data" "$dir/seqkd-bin" "$METHODS"
         grid "$dir/students" "$dir/data" "$dir/seqkd-bin" "$TEACHER" "$STUDENT_UPDATES" "$ARCH" "$METHODS"
         grid_bench "$RESULTS/$noise-$rate" "$dir/students" "$dir/data" test_tech "$TEACHER" \
             "$ARCH" "$METHODS" "noise=$rate"

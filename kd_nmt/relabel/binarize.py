@@ -7,7 +7,10 @@ train split is sentence *i* of the gold train split. The gold data-bin's other s
 files are copied over, so the result is directly trainable (``fairseq-train NEW ...``).
 
 The line counts are verified after binarizing: source, target, input text and the gold train
-split must all agree, else a KDNMTError and nothing is left at the destination. The work is
+split must all agree, else a KDNMTError and nothing is left at the destination. Two layouts
+change the expected count on purpose, and are then stated, not guessed: ``repeat`` N (each gold
+source line N times in a row: ``--keep-nbest N``) and ``extra_lines`` M (M more pairs after the
+gold ones, e.g. relabeled monolingual text): ``gold × N + M`` lines. The work is
 done in ``DEST.tmp.PID`` and renamed into place at the end.
 
 Also the sub-command ``kd-nmt relabel binarize`` (for sharded runs: ``cat`` the shards first).
@@ -19,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 
-from kd_nmt.common.args import ArgumentParser
+from kd_nmt.common.args import ArgumentParser, check_minimums
 from kd_nmt.common.data_bin import binarized_files, dictionary_path, infer_languages
 from kd_nmt.common.lines import TextFile
 from kd_nmt.common.logging_setup import status
@@ -58,10 +61,12 @@ def _link_or_copy(src, dst):
 
 
 def binarize(data_bin, source_lang, target_lang, source_file, target_file, destdir,
-             workers=1, expected_lines=None, log=None):
+             workers=1, expected_lines=None, log=None, repeat=1, extra_lines=0):
     """Binarize (source_file, target_file) as the train split of a new data-bin ``destdir``.
 
-    Returns a summary dict (counts, linked splits). Raises KDNMTError on any count mismatch.
+    ``repeat``/``extra_lines``: the train split holds each gold line ``repeat`` times in a row,
+    then ``extra_lines`` other lines (module docstring). Returns a summary dict (counts, linked
+    splits). Raises KDNMTError on any count mismatch.
     """
     log = log or status("relabel")
     check_destdir(destdir)
@@ -99,7 +104,9 @@ def binarize(data_bin, source_lang, target_lang, source_file, target_file, destd
         if expected_lines is not None:
             counts["text lines"] = expected_lines
         if gold is not None:
-            counts["gold train"] = len(gold)
+            layout = (f" x {repeat}" if repeat != 1 else "") + (f" + {extra_lines}" if extra_lines else "")
+            counts[f"gold train{layout}"] = len(gold) * repeat + extra_lines
+            gold = [size for size in gold for _ in range(repeat)]
         if None in counts.values() or len(set(counts.values())) != 1:
             raise KDNMTError(
                 "binarized line counts differ: "
@@ -107,7 +114,7 @@ def binarize(data_bin, source_lang, target_lang, source_file, target_file, destd
                 + f"; nothing was written to {destdir!r}"
             )
         # sentence lengths as a cheap check that the source is the gold train source
-        source_matches_gold = gold is not None and gold == n_src
+        source_matches_gold = gold is not None and gold == n_src[:len(gold)]
         if gold is not None and not source_matches_gold:
             log("note: the binarized source's sentence lengths differ from the gold train "
                 "source's (same line count); is --input the gold train source?")
@@ -128,6 +135,7 @@ def binarize(data_bin, source_lang, target_lang, source_file, target_file, destd
             "languages": [src, tgt],
             "train_sentences": counts["source"],
             "source_lengths_match_gold": source_matches_gold if gold is not None else None,
+            "repeat": repeat, "extra_lines": extra_lines,
             "other_splits": sorted(linked),
         }
         with open(os.path.join(tmp, "relabel.json"), "w", encoding="utf-8") as f:
@@ -138,8 +146,13 @@ def binarize(data_bin, source_lang, target_lang, source_file, target_file, destd
     finally:
         shutil.rmtree(text_dir, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
+    aligned = "line-aligned with the gold train split"
+    if repeat != 1:
+        aligned = f"each gold train line {repeat} times in a row"
+    if extra_lines:
+        aligned += f", then {extra_lines} more"
     log(f"binarized {summary['train_sentences']} train sentences into {destdir} "
-        f"(line-aligned with the gold train split; also linked: {', '.join(summary['other_splits']) or 'none'})")
+        f"({aligned}; also linked: {', '.join(summary['other_splits']) or 'none'})")
     return summary
 
 
@@ -152,6 +165,11 @@ example:
   cat train.kd.en.0 train.kd.en.1 > train.kd.en
   kd-nmt relabel binarize --data-bin data-bin --source tok/train.de --target train.kd.en \\
       --destdir data-bin-kd
+
+  # top-4 hypotheses per source (relabel --keep-nbest 4), then 3000 relabeled monolingual pairs
+  cat train.nbest4.de mono.nbest4.de > all.de; cat train.nbest4.en mono.nbest4.en > all.en
+  kd-nmt relabel binarize --data-bin data-bin --source all.de --target all.en \\
+      --repeat 4 --extra-lines 12000 --destdir data-bin-kd-mono
 """
 
 
@@ -167,8 +185,13 @@ def main(argv):
     p.add_argument("--destdir", required=True, help="new data-bin (must not exist)")
     p.add_argument("--source-lang", default=None)
     p.add_argument("--target-lang", default=None)
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="each gold source line is there N times in a row (relabel --keep-nbest N)")
+    p.add_argument("--extra-lines", type=int, default=0, metavar="M",
+                   help="M pairs after the gold ones (e.g. relabeled monolingual text)")
     p.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8))
     args = p.parse_args(argv)
+    check_minimums(("--repeat", args.repeat, 1), ("--extra-lines", args.extra_lines, 0))
     src, tgt = infer_languages(args.data_bin, args.source_lang, args.target_lang)
     n_src = len(TextFile(args.source, "--source"))
     n_tgt = len(TextFile(args.target, "--target"))
@@ -176,5 +199,6 @@ def main(argv):
         raise KDNMTError(f"--source has {n_src} lines but --target has {n_tgt}")
     check_destdir(args.destdir)
     binarize(args.data_bin, src, tgt, args.source, args.target, args.destdir,
-             workers=args.workers, expected_lines=n_src)
+             workers=args.workers, expected_lines=n_src, repeat=args.repeat,
+             extra_lines=args.extra_lines)
     return 0

@@ -21,6 +21,8 @@ from kd_nmt.errors import KDNMTError
 from kd_nmt.relabel import binarize as binarize_mod
 from kd_nmt.relabel.chunks import WorkDir
 from kd_nmt.relabel.corpus import shard_range
+from kd_nmt.relabel.keep_nbest import main as keep_nbest_main
+from kd_nmt.relabel.keep_nbest import repeated, top_hypotheses, write_lines_atomic
 
 BACKENDS = ("fairseq", "ctranslate2")
 
@@ -45,6 +47,10 @@ examples:
   # Seq-Inter: keep the 5-best hypothesis closest (sentence BLEU) to the gold target
   kd-nmt relabel --teacher t.pt --data-bin data-bin --input tok/train.de --output kd/train.en \\
       --nbest 5 --reference tok/train.en --select-by-reference bleu --nbest-output kd/nbest.jsonl
+
+  # train on the top 4 hypotheses per source: each source line 4 times, aligned, binarized
+  kd-nmt relabel --teacher t.pt --data-bin data-bin --input tok/train.de --output kd/train.en \
+      --nbest 4 --keep-nbest 4 --output-source kd/train.de --binarize-to data-bin-kd-nbest4
 
   # CTranslate2 (int8) decoding: converted once, cached as t.pt.ct2-int8/
   kd-nmt relabel --backend ctranslate2 --teacher t.pt --data-bin data-bin \\
@@ -117,6 +123,12 @@ def build_parser():
                         "against the other hypotheses (MBR; no reference needed)")
     g.add_argument("--remove-bpe", default="sentencepiece", choices=REMOVE_BPE,
                    help="detokenization before scoring against REF (default sentencepiece)")
+    g.add_argument("--keep-nbest", type=int, default=None, metavar="N",
+                   help="OUT gets the N best hypotheses of every source line (N <= --nbest), "
+                        "line i*N+r = rank r of source i; --output-source the source lines, each "
+                        "N times (see docs/relabel.md: N x the data-bin)")
+    g.add_argument("--output-source", default=None, metavar="FILE",
+                   help="with --keep-nbest: the source repeated, aligned with OUT (default OUT.source)")
 
     g = p.add_argument_group("training data")
     g.add_argument("--binarize-to", default=None, metavar="DIR",
@@ -165,6 +177,7 @@ class Job:
             ("--beam", a.beam, 1), ("--nbest", a.nbest, 1), ("--batch-tokens", a.batch_tokens, 1),
             ("--chunk-size", a.chunk_size, 1), ("--num-shards", a.num_shards, 1),
             ("--max-len-b", a.max_len_b, 1), ("--binarize-workers", a.binarize_workers, 1),
+            ("--keep-nbest", a.keep_nbest, 1),
         )
         if a.max_len_a < 0 or a.threads < 0:
             raise KDNMTError("--max-len-a and --threads must not be negative")
@@ -179,7 +192,18 @@ class Job:
         if a.select_by_mbr and (a.reference or a.nbest < 2):
             raise KDNMTError("--select-by-mbr selects among n-best hypotheses without a reference: "
                              "give --nbest K (K >= 2) and no --reference")
-        if a.nbest > 1 and not (a.reference or a.nbest_output or a.select_by_mbr):
+        self.keep = a.keep_nbest or 1  # output lines per source line
+        if a.keep_nbest:
+            if a.keep_nbest > a.nbest:
+                raise KDNMTError(f"--keep-nbest {a.keep_nbest} needs --nbest {a.keep_nbest} or more "
+                                 f"(got --nbest {a.nbest})")
+            if a.reference or a.select_by_mbr:
+                raise KDNMTError("--keep-nbest keeps the top N hypotheses in beam order; it does not "
+                                 "combine with selecting one (--reference, --select-by-mbr)")
+            a.output_source = a.output_source or a.output + ".source"
+        elif a.output_source:
+            raise KDNMTError("--output-source is the repeated source of --keep-nbest N: add --keep-nbest")
+        if a.nbest > 1 and not (a.reference or a.nbest_output or a.select_by_mbr or a.keep_nbest):
             raise KDNMTError(
                 f"--nbest {a.nbest} without --nbest-output or --reference would keep only the "
                 "1-best; add --nbest-output FILE and/or --reference REF"
@@ -233,13 +257,14 @@ class Job:
 
         # outputs
         outputs = [("output", a.output)] + ([("--nbest-output", a.nbest_output)] if a.nbest_output else [])
+        outputs += [("--output-source", a.output_source)] if a.output_source else []
         real = {os.path.realpath(p) for p in (a.input, a.reference) if p}
         for what, path in outputs:
             if os.path.realpath(path) in real:
                 raise KDNMTError(f"{what} {path!r} would overwrite an input file")
             _check_writable(path, what)
-        if a.nbest_output and os.path.realpath(a.nbest_output) == os.path.realpath(a.output):
-            raise KDNMTError("--nbest-output and --output are the same file")
+        if len({os.path.realpath(path) for _, path in outputs}) < len(outputs):
+            raise KDNMTError(f"two outputs are the same file: {', '.join(p for _, p in outputs)}")
         if a.binarize_to:
             binarize_mod.check_destdir(a.binarize_to)
         self.device = _device(a.device)
@@ -289,6 +314,8 @@ class Job:
             manifest.update(select_by_mbr=a.select_by_mbr, remove_bpe=a.remove_bpe)
         if a.bf16:  # only then, so work dirs of earlier versions still resume
             manifest.update(bf16=True)
+        if a.keep_nbest:  # likewise
+            manifest.update(keep_nbest=a.keep_nbest)
         binding = tuple(manifest)
         # informative only: they do not change what is computed
         manifest.update(input=os.path.abspath(a.input), batch_tokens=a.batch_tokens, device=a.device)
@@ -380,7 +407,7 @@ class Job:
         bar.update(stats["empty"])
         nbests = self.backend.translate(sources, progress=bar.update)
 
-        outputs = [""] * (hi - lo)
+        outputs = [[""] * self.keep for _ in range(hi - lo)]  # per source line: its output lines
         records = [{"id": lo + i, "hypotheses": [], "selected": None} for i in range(hi - lo)] \
             if a.nbest_output else None
         for i, hyps in zip(todo, nbests):
@@ -391,7 +418,11 @@ class Job:
             elif a.select_by_mbr:
                 metric_scores = self.selector.scores([h for h, _ in hyps])
                 selected = self.selector.best(metric_scores)
-            outputs[i] = hyps[selected][0]
+            if a.keep_nbest:
+                outputs[i] = top_hypotheses([h for h, _ in hyps], self.keep, self.input.lines[lo + i],
+                                            lo + i, f"the {a.backend} backend")
+            else:
+                outputs[i] = [hyps[selected][0]]
             if records is not None:
                 entries = []
                 for j, (text, score) in enumerate(hyps):
@@ -401,7 +432,7 @@ class Job:
                     entries.append(entry)
                 records[i].update(hypotheses=entries, selected=selected)
         stats["seconds"] = round(time.perf_counter() - started, 3)
-        return outputs, stats, records
+        return [line for group in outputs for line in group], stats, records
 
     def run(self):
         from tqdm import tqdm
@@ -430,11 +461,16 @@ class Job:
                 for key in totals:
                     totals[key] += stats[key]
         seconds = time.perf_counter() - started
+        source = a.input
+        if a.keep_nbest:  # before OUT, so that an existing OUT means a finished run (recipes)
+            source = a.output_source
+            write_lines_atomic(source, repeated(self.input.lines[self.start:self.end], self.keep))
         wd.assemble(n_chunks, a.output, a.nbest_output)
         if a.binarize_to:
             binarize_mod.binarize(
-                a.data_bin, self.src, self.tgt, a.input, a.output, a.binarize_to,
-                workers=a.binarize_workers, expected_lines=len(self.input),
+                a.data_bin, self.src, self.tgt, source, a.output, a.binarize_to,
+                workers=a.binarize_workers, expected_lines=len(self.input) * self.keep,
+                repeat=self.keep,
             )
         if a.keep_chunks:
             wd.close()
@@ -448,6 +484,8 @@ class Job:
             f"{unk_pct:.2f}% unknown source tokens) in {seconds:.1f} s, "
             f"{decoded / max(seconds, 1e-9):.1f} sents/s [{a.backend}{', bf16' if a.bf16 else ''}, "
             f"beam {a.beam}] -> {a.output}"
+            + (f" ({self.keep} hypotheses a line; sources repeated in {a.output_source})"
+               if a.keep_nbest else "")
         )
         return 0
 
@@ -459,6 +497,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "binarize":
         return binarize_mod.main(argv[1:])
+    if argv and argv[0] == "keep-nbest":
+        return keep_nbest_main(argv[1:])
     args = build_parser().parse_args(argv)
     job = Job(args)
     try:
