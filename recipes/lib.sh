@@ -55,7 +55,7 @@ corpus() {
 # Adam + inverse-sqrt; logs to SAVE_DIR/train.log, wall time and updates to SAVE_DIR/DONE
 # (a larger UPDATES later continues the run)
 train() {
-    local save=$1 data=$2 arch=$3 updates=$4
+    local save=$1 data=$2 arch=$3 updates=$4 earlier=
     shift 4
     if [ -e "$save/DONE" ]; then
         # DONE records the update count it reached: asking for more continues from checkpoint_last.pt
@@ -63,11 +63,13 @@ train() {
         reached=$(sed -n 's/^updates //p' "$save/DONE")
         if [ -z "$reached" ] || [ "$updates" -le "$reached" ]; then log "skip $save (done)"; return; fi
         log "continue $save from $reached to $updates updates"
+        earlier=$(sed -n 's/^wall_seconds //p' "$save/DONE")
         rm "$save/DONE"
     fi
     mkdir -p "$save"
     log "train $save ($arch, $updates updates)"
-    local start=$SECONDS
+    # wall_seconds in DONE: every run's time so far (fairseq's own wall= restarts at 0 on resume)
+    local start=$((SECONDS - ${earlier:-0}))
     # shellcheck disable=SC2086  # DEVICE_ARGS / PRECISION_ARGS: zero or one flag each
     kd-nmt train "$data" --arch "$arch" --label-smoothing 0.1 \
         --optimizer adam --adam-betas '(0.9, 0.98)' --lr "$LR" --lr-scheduler inverse_sqrt \

@@ -43,7 +43,7 @@ if [ ! -e "$SHIP/MANIFEST.json" ]; then
     log "ship the mean of ${#LAST[@]} checkpoints -> $SHIP"
     python scripts/ship_checkpoint.py --checkpoints "${LAST[@]}" --data "$WORK/data" --out "$SHIP" \
         --note "bash recipes/teacher.sh (TEACHER_UPDATES=$TEACHER_UPDATES VOCAB=$VOCAB SEED=$SEED)" \
-        --info "train_wall_seconds=$(grep -o ' wall=[0-9]*' "$WORK/model/train.log" | tail -n 1 | cut -d= -f2)" \
+        --info "train_wall_seconds=$(sed -n 's/^wall_seconds //p' "$WORK/model/DONE")" \
                "corpus=$(python -c 'import json;m=json.load(open("data/corpus/deen/MANIFEST.json"));print(json.dumps(m["packages"]))')" \
                "torch=$(python -c 'import torch;print(torch.__version__)')" \
                "fairseq=$(python -c 'import fairseq;print(fairseq.__version__)')"
