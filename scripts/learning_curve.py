@@ -75,7 +75,12 @@ def score_checkpoint(path, data, split, beam, threads):
 
 
 def plot(rows, png, title):
+    import logging
+
     import matplotlib
+
+    # the decoders' imports leave the root logger at DEBUG: keep matplotlib's font search out of the log
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
