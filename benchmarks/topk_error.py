@@ -119,7 +119,7 @@ def cache_keys(modes, ks, taus, vocab):
 def measure(data_bin, teacher, student, ks, work, taus=(1.0, 2.0), modes=MODES):
     import torch
 
-    from conftest import setup_in_process
+    from helpers import setup_in_process
     from kd_nmt.cache import cli as cache_cli
     from kd_nmt.cache.cached_teacher import CachedTeacher
     from kd_nmt.checkpoint import load_models
