@@ -16,7 +16,7 @@ from helpers import PLUGIN, TINY_ARCH, TRAIN_COMMON, first_batch, run, setup_in_
 from kd_nmt.cache import cli as cache_cli
 from kd_nmt.cache.cached_teacher import CachedTeacher
 from kd_nmt.cache.store import TeacherCache
-from kd_nmt.criterions.word_kd import WordKDCriterion
+from kd_nmt.criterions.word_kd import WordKDCriterion, kd_term
 from kd_nmt.divergences import DIVERGENCES
 from kd_nmt.errors import KDNMTError
 
@@ -324,3 +324,96 @@ def test_other_misuses_are_clear_errors(cache8, data_bin, teacher_checkpoint, tm
     shutil.copytree(cache8, out)
     with pytest.raises(KDNMTError, match=r"built with other settings \(differs in: k\)"):
         build(teacher_checkpoint, data_bin, out, 4)
+
+
+# --------------------------------------------------------------------- modes (kd_nmt/sparse_teacher.py)
+
+
+@pytest.fixture(scope="module")
+def cache_tail(data_bin, teacher_checkpoint, tmp_path_factory):
+    """topk-tail with one id in the rest (k = V - 1), float32 log-probs, temperature 2."""
+    from fairseq.data import Dictionary
+
+    V = len(Dictionary.load(str(data_bin / "dict.en.txt")))
+    out = tmp_path_factory.mktemp("cache") / "tail"
+    return build(teacher_checkpoint, data_bin, out, V - 1, "--mode", "topk-tail", "--temperature", 2,
+                 "--logp-dtype", "float32")
+
+
+@pytest.fixture(scope="module")
+def cache_sample(data_bin, teacher_checkpoint, tmp_path_factory):
+    return build(teacher_checkpoint, data_bin, tmp_path_factory.mktemp("cache") / "sample", 16, "--mode", "sample")
+
+
+@pytest.mark.parametrize("divergence", sorted(DIVERGENCES))
+def test_tail_cache_with_one_id_in_the_rest_is_the_live_loss(cache_tail, live_setup, divergence):
+    cfg, task, model, sample = live_setup
+    meta = json.loads((cache_tail / "meta.json").read_text())
+    assert (meta["mode"], meta["k"], meta["temperature"]) == ("topk-tail", len(task.target_dictionary) - 1, 2.0)
+    live_teacher = task.teacher
+    criterion = word_kd(cfg, task, kd_divergence=divergence, kd_temperature=2.0)
+    live_loss, _, live = criterion(model, sample)
+    task.teacher = CachedTeacher.open(cache_tail, task)
+    try:
+        cached_loss, _, cached = word_kd(cfg, task, kd_divergence=divergence, kd_temperature=2.0)(model, sample)
+    finally:
+        task.teacher = live_teacher
+    assert cached["kd_loss"].item() == pytest.approx(live["kd_loss"].item(), rel=1e-5)
+    assert cached_loss.item() == pytest.approx(live_loss.item(), rel=1e-5)
+
+
+def test_sample_cache_files_and_one_pass(cache_sample, live_setup):
+    cfg, task, model, sample = live_setup
+    meta = json.loads((cache_sample / "meta.json").read_text())
+    assert (meta["mode"], meta["k"], meta["draws"], meta["seed"], meta["temperature"]) == ("sample", 16, 16, 1, 1.0)
+    counts = np.load(cache_sample / "chunks" / "00001" / "count.npy")
+    assert counts.dtype == np.int16 and (counts.sum(1) == 16).all() and (np.diff(counts, axis=1) <= 0).all()
+    live_teacher = task.teacher
+    task.teacher = CachedTeacher.open(cache_sample, task)
+    try:
+        criterion = word_kd(cfg, task, kd_alpha=1.0)
+        _, _, log = criterion(model, sample)  # the one pass (training mode)
+        dist, _ = task.teacher.distribution(sample, like=torch.zeros(()))
+    finally:
+        task.teacher = live_teacher
+    with torch.no_grad():
+        logits = model(**sample["net_input"])[0]
+    want = kd_term(logits, dist, sample["target"], task.target_dictionary.pad(), "fkl")
+    assert log["kd_loss"].item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_mode_misuses_are_one_clear_line(cache8, cache_sample, data_bin, teacher_checkpoint, tmp_path):
+    # a run the cache's mode cannot serve
+    with pytest.raises(KDNMTError, match=r"sample cache, an unbiased estimate of fkl only, not of --kd-divergence rkl"):
+        setup_in_process(data_bin, kd_cache_args(cache_sample, "--kd-divergence", "rkl"))
+    with pytest.raises(KDNMTError, match=r"built at temperature 1 and serves only that one, the run asks for "
+                                         r"--kd-temperature 2: use --kd-temperature 1 or rebuild"):
+        setup_in_process(data_bin, kd_cache_args(cache_sample, "--kd-temperature", "2"))
+    with pytest.raises(KDNMTError, match=r"--kd-topk 4 cuts a topk cache; .* is a sample cache"):
+        setup_in_process(data_bin, kd_cache_args(cache_sample, "--kd-topk", "4"))
+    # resuming into an --out of another mode
+    out = tmp_path / "cache"
+    shutil.copytree(cache8, out)
+    with pytest.raises(KDNMTError, match=r"built with other settings \(differs in: mode, temperature\)"):
+        build(teacher_checkpoint, data_bin, out, 8, "--mode", "topk-tail", "--temperature", 2)
+    # a cache from before modes (no "mode" key) is a topk cache; an unknown mode is refused
+    meta = json.loads((out / "meta.json").read_text())
+    del meta["mode"]
+    (out / "meta.json").write_text(json.dumps(meta))
+    assert TeacherCache(out).mode == "topk"
+    build(teacher_checkpoint, data_bin, out, 8)  # resumes (nothing to do): same settings
+    meta["mode"] = "topp"
+    (out / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(KDNMTError, match=r"teacher cache mode 'topp' is unknown to this kd_nmt \(it reads topk, "
+                                         r"topk-tail, sample\)"):
+        TeacherCache(out)
+    # bad k / temperature at build time: one line, status 2, nothing written
+    for extra, message in (
+        (["--mode", "sample", "--topk", "0"], "--topk must be at least 1, got 0"),
+        (["--mode", "topk-tail", "--topk", "4", "--temperature", "0"], "--temperature must be a finite number > 0"),
+        (["--topk", "4", "--temperature", "2"], "--temperature is for --mode topk-tail and sample"),
+    ):
+        proc = run([tool("kd-nmt"), "cache-teacher", "--teacher", teacher_checkpoint, "--data-bin", data_bin,
+                    "--out", tmp_path / "never", *extra], check=False)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "never").exists()

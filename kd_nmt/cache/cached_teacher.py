@@ -1,10 +1,14 @@
-"""``CachedTeacher``: the teacher's top-k distributions read from a cache, no model in memory.
+"""``CachedTeacher``: the teacher's sparse distributions read from a cache, no model in memory.
 
 It offers the live ``kd_nmt.teacher.Teacher``'s ``distribution(sample, like)`` with a sparse
-``dist = (ids [B, T, k] long, log_probs [B, T, k])``; ``word_kd.kd_term`` renormalises teacher
-and student over those ids. With k = V that is the full-vocabulary loss, to the precision of
-the stored log-probs: ~1e-5 relative for a float16 cache (the default), float32 rounding for a
-float32 one (``kd_nmt.cache.store``).
+``dist``. A ``topk`` cache gives ``(ids [B, T, k] long, log_probs [B, T, k])``;
+``word_kd.kd_term`` renormalises teacher and student over those ids. With k = V that is the
+full-vocabulary loss, to the precision of the stored log-probs: ~1e-5 relative for a float16
+cache (the default), float32 rounding for a float32 one (``kd_nmt.cache.store``). A
+``topk-tail`` cache gives a ``kd_nmt.sparse_teacher.TailTeacher``, a ``sample`` cache a
+``SampledTeacher``: the KD term without renormalisation. ``check_use`` refuses, in one line, a
+run that such a cache cannot serve (another temperature; a divergence a sample cache does not
+estimate; ``--kd-topk``).
 
 A cache holds one split (``train``). Opening it checks, with one clear KDNMTError each, that it
 is complete and whole and that it was built on this task's source/target dictionaries and on
@@ -20,9 +24,10 @@ import os
 import numpy as np
 import torch
 
-from kd_nmt.cache.store import TeacherCache, data_hash, dictionary_hash
+from kd_nmt.cache.store import TeacherCache, data_hash, describe, dictionary_hash
 from kd_nmt.common.dictionaries import describe_difference, load_dictionary
 from kd_nmt.errors import KDNMTError
+from kd_nmt.sparse_teacher import SAMPLE_DIVERGENCES, SampledTeacher, TailTeacher
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +71,34 @@ class CachedTeacher:
     def split(self):
         return self.cache.meta["split"]
 
+    @property
+    def mode(self):
+        return self.cache.mode
+
+    def check_use(self, divergence, temperature, topk):
+        """One KDNMTError if a run with these ``--kd-*`` options cannot use this cache's mode."""
+        mode, tau, where = self.cache.mode, self.cache.temperature, f"teacher cache {self.cache.path!r}"
+        if mode == "topk":
+            return  # renormalised over its ids: any divergence, temperature and --kd-topk <= k
+        rebuild = "rebuild the cache (kd-nmt cache-teacher --mode ...)"
+        if topk:
+            raise KDNMTError(
+                f"--kd-topk {topk} cuts a topk cache; {where} is a {mode} cache: drop --kd-topk "
+                f"or {rebuild.replace('...', 'topk')}"
+            )
+        if float(temperature) != tau:
+            raise KDNMTError(
+                f"{where} ({mode}) was built at temperature {tau:g} and serves only that one, the run "
+                f"asks for --kd-temperature {float(temperature):g}: use --kd-temperature {tau:g} or "
+                f"rebuild the cache with --temperature {float(temperature):g}"
+            )
+        if mode == "sample" and divergence not in SAMPLE_DIVERGENCES:
+            raise KDNMTError(
+                f"{where} is a sample cache, an unbiased estimate of {', '.join(SAMPLE_DIVERGENCES)} "
+                f"only, not of --kd-divergence {divergence}: use --kd-divergence fkl, or a topk-tail "
+                "cache for other divergences"
+            )
+
     @classmethod
     def open(cls, path, task):
         """Open the cache in ``path`` for ``task``, checking it matches the task's data."""
@@ -107,8 +140,8 @@ class CachedTeacher:
                 "`kd-nmt cache-teacher`"
             )
         logger.info(
-            "teacher cache %s: top-%d of %d, split %r, %d sentences, %d tokens, teacher %s",
-            cache.path, cache.k, cache.vocab_size, split, meta["n_sentences"], meta["n_tokens"],
+            "teacher cache %s: %s, split %r, %d sentences, %d tokens, teacher %s",
+            cache.path, describe(meta), split, meta["n_sentences"], meta["n_tokens"],
             ":".join(meta["teacher"]["paths"]),
         )
         return cls(cache, task.target_dictionary.pad())
@@ -120,6 +153,8 @@ class CachedTeacher:
         ``ids`` ``[B, T, k]`` long, ``log_probs`` ``[B, T, k]`` (``like``'s dtype; the cached
         full-vocabulary log-probs at temperature 1), ``gold_nll`` ``[B, T]`` the teacher's NLL of
         the gold token. Padding positions hold ids ``0..k-1`` with equal scores and NLL 0.
+        topk-tail / sample caches: a ``TailTeacher`` / ``SampledTeacher`` of those ids in place of
+        the pair (rest, counts and entropy float32; 0 at padding positions).
         """
         target = sample["target"]
         mask = target.ne(self.padding_idx)
@@ -146,10 +181,21 @@ class CachedTeacher:
         nll = torch.zeros(B, T, dtype=torch.float32)
         nll[cpu_mask] = torch.from_numpy(rows["nll"])
         device, dtype = like.device, like.dtype
-        return (
-            (ids.to(device, non_blocking=True), logp.to(device, dtype, non_blocking=True)),
-            nll.to(device, dtype, non_blocking=True),
-        )
+        ids, logp = ids.to(device, non_blocking=True), logp.to(device, dtype, non_blocking=True)
+        nll = nll.to(device, dtype, non_blocking=True)
+        if self.cache.mode == "topk":
+            return (ids, logp), nll
+
+        def positions(name, *shape):  # float32 [B, T, *shape], the rows at the non-pad positions
+            x = torch.zeros(B, T, *shape, dtype=torch.float32)
+            x[cpu_mask] = torch.from_numpy(rows[name].astype(np.float32))
+            return x.to(device, non_blocking=True)
+
+        tau = self.cache.temperature
+        if self.cache.mode == "topk-tail":
+            return TailTeacher(temperature=tau, ids=ids, scores=logp, rest=positions("rest")), nll
+        return SampledTeacher(temperature=tau, ids=ids, counts=positions("count", k),
+                              entropy=positions("entropy")), nll
 
     def _mismatch(self, sentence_ids, lengths, cached_lengths, tokens=False):
         where = f"teacher cache {self.cache.path!r} (split {self.split!r})"

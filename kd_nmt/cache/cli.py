@@ -1,4 +1,8 @@
-"""``kd-nmt cache-teacher``: one teacher pass over a binarized split, storing top-k log-probs.
+"""``kd-nmt cache-teacher``: one teacher pass over a binarized split, storing sparse distributions.
+
+``--mode topk`` (default) keeps the teacher's top-k ids and log-probs; ``topk-tail`` adds the
+mass outside them as one rest class; ``sample`` stores k draws from the tempered teacher (an
+unbiased fkl estimate). ``kd_nmt.sparse_teacher`` says what the KD term does with each.
 
 The result trains word-level KD students without the teacher in memory
 (``--task kd_translation --teacher-cache CACHE``). The format is described in
@@ -36,9 +40,22 @@ than 32768 symbols, else int32; float16 log-probs, 4 bytes with --logp-dtype flo
 before the log-softmax, so only the forward's rounding differs (tiny test teacher: log-probs
 within 0.04).
 
+--mode (stored in meta.json; training checks the run can use it):
+  topk       the k most probable ids; word_kd renormalises both sides over them: a different,
+             smaller objective than full KD (benchmarks/topk_error.py), any divergence and tau
+  topk-tail  the same ids plus the teacher's mass outside them as one "rest" class, compared with
+             the student's mass outside them: no renormalisation; every divergence; --temperature
+             fixes the run's --kd-temperature
+  sample     k draws (with replacement) from the teacher at --temperature, stored as distinct ids
+             and counts (+ 2 or 4 bytes per id, 4 per token): an unbiased estimate of the fkl loss
+             and gradient (Anshumann et al., ACL 2025); --kd-divergence fkl only, --kd-temperature
+             equal to --temperature
+
 examples:
   kd-nmt cache-teacher --teacher teacher/checkpoint_best.pt --data-bin data-bin \\
       --split train --topk 16 --out cache/train-top16
+  kd-nmt cache-teacher --teacher teacher/checkpoint_best.pt --data-bin data-bin \\
+      --mode sample --topk 16 --temperature 2 --out cache/train-sample16-t2
   kd-nmt train data-bin --task kd_translation --teacher-cache cache/train-top16 \\
       --criterion word_kd --kd-alpha 0.5 --arch transformer ...
 
@@ -56,7 +73,13 @@ def build_parser():
     p.add_argument("--teacher", required=True, help="teacher checkpoint(s), colon separated (ensemble)")
     p.add_argument("--data-bin", required=True, help="fairseq-preprocess'ed data directory")
     p.add_argument("--split", default="train", help="split to cache (default: train)")
-    p.add_argument("--topk", type=int, required=True, help="ids kept per token (k >= vocabulary: all)")
+    p.add_argument("--topk", type=int, required=True,
+                   help="ids kept per token (k >= vocabulary: all); --mode sample: draws per token")
+    p.add_argument("--mode", default=store.MODES[0], choices=store.MODES,
+                   help="what is kept of each distribution (default topk; see below)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="topk-tail / sample: the teacher temperature the cache serves (default 1)")
+    p.add_argument("--seed", type=int, default=1, help="--mode sample: random seed of the draws (default 1)")
     p.add_argument("--out", required=True, help="cache directory (created; resumed if it exists)")
     p.add_argument("--source-lang", "-s", default=None, help="source language (default: inferred)")
     p.add_argument("--target-lang", "-t", default=None, help="target language (default: inferred)")
@@ -101,7 +124,7 @@ def plan_meta(args, task, teacher, dataset):
     """meta.json content of the cache this command builds (``complete`` False until done)."""
     src, tgt = task.cfg.source_lang, task.cfg.target_lang
     vocab = len(task.target_dictionary)
-    k = min(args.topk, vocab)
+    k = min(args.topk, vocab)  # --mode sample: the slots for distinct ids
     files = [f for _, group in store.split_files(args.data_bin, args.split, src, tgt) for f in group]
     logger.info("hashing teacher and data")
     return {
@@ -117,7 +140,8 @@ def plan_meta(args, task, teacher, dataset):
         "ids_dtype": np.dtype(store.ids_dtype(vocab)).name,
         "logp_dtype": store.logp_dtype(args.logp_dtype).name,
         "log_probs": store.LOG_PROBS_NOTE,
-        "temperature": 1.0,
+        "mode": args.mode,
+        "temperature": float(args.temperature),
         "split": args.split,
         "source_lang": src,
         "target_lang": tgt,
@@ -134,6 +158,7 @@ def plan_meta(args, task, teacher, dataset):
         "n_tokens": int(np.asarray(dataset.tgt_sizes, dtype=np.int64).sum()),
         "chunk_sentences": args.chunk_sentences,
         "teacher_precision": teacher_precision(args),
+        **({"draws": args.topk, "seed": args.seed} if args.mode == "sample" else {}),
     }
 
 
@@ -147,7 +172,7 @@ def _differences(old, new):
     if old.get("teacher_precision", "float32") != new.get("teacher_precision", "float32"):
         diff.append("teacher_precision")
     for key in store.BUILD_KEYS:
-        a, b = old.get(key), new.get(key)
+        a, b = (meta.get(key, store.BUILD_DEFAULTS.get(key)) for meta in (old, new))
         if key in ("teacher", "data"):
             a, b = (a or {}).get("sha256"), (b or {}).get("sha256")
         if a != b:
@@ -182,14 +207,40 @@ def prepare_out(out, meta, task):
             os.replace(path + ".tmp", path)
 
 
-def chunk_is_done(out, c, n_rows, k, vocab, logp=None):
-    shapes = store.expected_shapes(n_rows, k)
-    dtypes = store.expected_dtypes(vocab, logp)
+def chunk_is_done(out, c, n_rows, meta):
+    mode = meta["mode"]
+    shapes = store.expected_shapes(n_rows, meta["k"], mode)
+    dtypes = store.expected_dtypes(meta["vocab_size"], meta["logp_dtype"], mode, meta.get("draws"))
     d = store.chunk_dir(out, c)
     return all(
         store.npy_problem(os.path.join(d, f"{name}.npy"), shapes[name], dtypes[name]) is None
-        for name in store.ARRAYS
+        for name in shapes
     )
+
+
+def sparse_rows(lprobs, meta, generator):
+    """What a chunk stores of ``lprobs`` ``[N, V]`` (float32, temperature 1): ``{name: [N, ...]}``.
+
+    ids and logp in every mode (see ``kd_nmt.cache.store``); topk-tail adds the rest class,
+    sample the counts of the draws and the tempered teacher's entropy.
+    """
+    mode, k, tau = meta["mode"], meta["k"], float(meta["temperature"])
+    if mode != "sample":
+        logp, ids = lprobs.topk(k, dim=-1)
+        rows = {"ids": ids, "logp": logp}
+        if mode == "topk-tail":  # tau * logsumexp of the others at tau; -inf when k = V
+            rows["rest"] = torch.logsumexp(lprobs.scatter(-1, ids, float("-inf")) / tau, -1) * tau
+        return rows
+    lp_tau = torch.log_softmax(lprobs / tau, -1)
+    p_tau = lp_tau.exp()
+    draws = torch.multinomial(p_tau, meta["draws"], replacement=True, generator=generator)
+    counts = torch.zeros(lprobs.shape, dtype=torch.int32, device=lprobs.device)
+    counts.scatter_add_(1, draws, torch.ones_like(draws, dtype=torch.int32))
+    count, ids = counts.topk(k, dim=-1)  # the distinct ids drawn (then ids drawn 0 times)
+    return {
+        "ids": ids, "logp": lprobs.gather(-1, ids), "count": count,
+        "entropy": -(p_tau * lp_tau).sum(-1),
+    }
 
 
 def move_to(sample, device):
@@ -199,11 +250,14 @@ def move_to(sample, device):
 
 
 @torch.no_grad()
-def cache_chunk(out, c, first, end, offsets, dataset, teacher, k, vocab, pad, args, device, progress):
+def cache_chunk(out, c, first, end, offsets, dataset, teacher, meta, pad, args, device, progress):
     """Run the teacher over sentences [first, end) and write chunk ``c`` atomically."""
     base = int(offsets[first])
-    writer = store.ChunkWriter(out, c, int(offsets[end]) - base, k, vocab, args.logp_dtype)
+    writer = store.ChunkWriter(out, c, int(offsets[end]) - base, meta["k"], meta["vocab_size"],
+                               args.logp_dtype, meta["mode"], meta.get("draws"))
     arrays = writer.arrays
+    # one stream per chunk: a resumed or rebuilt chunk draws the same ids (--mode sample)
+    generator = torch.Generator(device=device).manual_seed(int(args.seed) * 1_000_003 + c)
     indices = np.arange(first, end, dtype=np.int64)
     sizes = np.maximum(dataset.src_sizes[indices], dataset.tgt_sizes[indices])
     indices = indices[np.argsort(sizes, kind="stable")]
@@ -216,7 +270,6 @@ def cache_chunk(out, c, first, end, offsets, dataset, teacher, k, vocab, pad, ar
             logits = teacher.logits(sample["net_input"])
         logits = [x.float() for x in logits]  # bfloat16 under --bf16: stored values are float32
         lprobs = teacher.log_probs(None, logits=logits)  # float32 [B, T, V], temperature 1
-        top_lp, top_ids = lprobs.topk(k, dim=-1)
         gold_nll = teacher.gold_nll(logits, target)
         mask = target.ne(pad)
         ids = sample["id"].cpu().numpy()
@@ -231,9 +284,11 @@ def cache_chunk(out, c, first, end, offsets, dataset, teacher, k, vocab, pad, ar
         starts = offsets[ids] - base
         rows = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
         arrays["target"][rows] = target[mask].cpu().numpy()
-        arrays["ids"][rows] = top_ids[mask].cpu().numpy()
-        arrays["logp"][rows] = top_lp[mask].clamp_min(store.LOGP_MIN).cpu().numpy()
         arrays["nll"][rows] = gold_nll[mask].float().cpu().numpy()
+        for name, values in sparse_rows(lprobs[mask], meta, generator).items():
+            if name == "logp":
+                values = values.clamp_min(store.LOGP_MIN)
+            arrays[name][rows] = values.cpu().numpy()
         progress.update(int(lengths.sum()))
     writer.commit()
 
@@ -247,6 +302,13 @@ def build(args):
 
     check_minimums(("--topk", args.topk, 1), ("--chunk-sentences", args.chunk_sentences, 1),
                    ("--max-tokens", args.max_tokens, 1), ("--max-sentences", args.max_sentences, 1))
+    if not (args.temperature > 0 and np.isfinite(args.temperature)):
+        raise KDNMTError(f"--temperature must be a finite number > 0, got {args.temperature}")
+    if args.mode == "topk" and args.temperature != 1.0:
+        raise KDNMTError(
+            "--temperature is for --mode topk-tail and sample: a topk cache stores temperature-1 "
+            "log-probs and serves any --kd-temperature"
+        )
     if args.bf16 and (args.fp16 or (torch.cuda.is_available() and not args.cpu)):
         raise KDNMTError("--bf16 is CPU bfloat16 autocast: use it without --fp16 (and with --cpu on a GPU machine)")
     task = setup_task(args.data_bin, args.source_lang, args.target_lang, args.split)
@@ -266,26 +328,26 @@ def build(args):
     if store.npy_problem(offsets_path, offsets.shape, np.int64) or not np.array_equal(np.load(offsets_path), offsets):
         store.write_npy_atomic(offsets_path, offsets)
 
-    k, vocab, pad = meta["k"], meta["vocab_size"], task.target_dictionary.pad()
+    pad = task.target_dictionary.pad()
     ranges = store.chunk_ranges(len(dataset), args.chunk_sentences)
     todo = [
         (c, s, e) for c, (s, e) in enumerate(ranges)
-        if not chunk_is_done(out, c, int(offsets[e] - offsets[s]), k, vocab, meta["logp_dtype"])
+        if not chunk_is_done(out, c, int(offsets[e] - offsets[s]), meta)
     ]
     if todo and meta["complete"]:  # chunks went missing from a complete cache
         meta["complete"] = False
         store.write_json_atomic(os.path.join(out, "meta.json"), meta)
     done_tokens = meta["n_tokens"] - sum(int(offsets[e] - offsets[s]) for _, s, e in todo)
     logger.info(
-        "cache-teacher: %d sentences, %d tokens, %d chunks (%d to do), top-%d of %d, %s",
-        len(dataset), meta["n_tokens"], len(ranges), len(todo), k, vocab, device,
+        "cache-teacher: %d sentences, %d tokens, %d chunks (%d to do), %s, %s",
+        len(dataset), meta["n_tokens"], len(ranges), len(todo), store.describe(meta), device,
     )
     with tqdm(
         total=meta["n_tokens"], initial=done_tokens, unit="tok", unit_scale=True,
         desc=f"cache-teacher {args.split}", disable=args.no_progress_bar, file=sys.stderr,
     ) as progress:
         for c, s, e in todo:
-            cache_chunk(out, c, s, e, offsets, dataset, teacher, k, vocab, pad, args, device, progress)
+            cache_chunk(out, c, s, e, offsets, dataset, teacher, meta, pad, args, device, progress)
     # stale chunk directories of a larger earlier plan cannot exist (n_sentences is a build key)
     for name in os.listdir(os.path.join(out, "chunks")):
         if name.endswith(".tmp"):
@@ -302,7 +364,7 @@ def main(argv=None):
     setup_logging()
     meta = build(args)
     print(
-        f"teacher cache {os.path.abspath(args.out)}: top-{meta['k']} of {meta['vocab_size']}, "
+        f"teacher cache {os.path.abspath(args.out)}: {store.describe(meta)}, "
         f"split {meta['split']!r}, {meta['n_sentences']} sentences, {meta['n_tokens']} tokens"
     )
     return 0

@@ -11,7 +11,27 @@ Layout of a cache directory (``kd-nmt cache-teacher --out CACHE``)::
         ids.npy     [n, k]       the teacher's k most probable token ids, most probable first (same dtype)
         logp.npy    [n, k]       their log-probabilities, float16 (default) or float32 (meta "logp_dtype")
         nll.npy     [n, ]        the teacher's NLL of the gold token, float32
+        rest.npy    [n, ]        --mode topk-tail only: the rest class, float32 (see below)
+        count.npy   [n, k]       --mode sample only: how often each id was drawn (int16 if the number
+        entropy.npy [n, ]        of draws < 32768, else int32), and the tempered teacher's entropy
     CACHE/chunks/00001/ ...
+
+Modes (meta "mode"; a cache without the key, from before modes existed, is ``topk``):
+
+* ``topk``: the k most probable ids, most probable first. ``word_kd`` renormalises both sides
+  over them (any divergence, any temperature).
+* ``topk-tail``: the same ids and log-probs plus ``rest = tau * log sum_{v not in the k ids}
+  exp(logp_v / tau)`` at the cache's temperature tau (meta "temperature"): at tau = 1 the log of
+  the teacher's mass outside the ids, -inf if there is none. The KD term compares k + 1 classes,
+  no renormalisation (``kd_nmt.sparse_teacher.TailTeacher``).
+* ``sample``: meta "draws" ids drawn with replacement from the tempered teacher (seeded by meta
+  "seed" and the chunk index, so a resumed chunk draws the same), stored as the k = min(draws, V)
+  most drawn distinct ids (slots never drawn: count 0), their temperature-1 log-probs and their
+  counts, plus the tempered teacher's entropy: an unbiased fkl estimate
+  (``kd_nmt.sparse_teacher.SampledTeacher``).
+
+``topk-tail`` and ``sample`` caches serve only their own temperature (``--kd-temperature`` must
+equal it): the tempered normaliser is a sum over the whole vocabulary.
 
 Rows are the target tokens of the binarized split (EOS included), in dataset order: sentence
 ``i`` of the split (``sample["id"]``) owns rows ``offsets[i] : offsets[i+1]`` (its target length
@@ -54,7 +74,9 @@ from kd_nmt.errors import KDNMTError
 
 FORMAT = "kd_nmt.teacher_cache"
 VERSION = 1
-ARRAYS = ("target", "ids", "logp", "nll")  # per chunk, in this order
+ARRAYS = ("target", "ids", "logp", "nll")  # per chunk, in this order, in every mode
+MODES = ("topk", "topk-tail", "sample")  # meta "mode"; the first is the default
+MODE_ARRAYS = {"topk": ARRAYS, "topk-tail": ARRAYS + ("rest",), "sample": ARRAYS + ("count", "entropy")}
 LOGP_DTYPES = ("float16", "float32")  # meta "logp_dtype"; the first is the default
 LOGP_DTYPE = np.float16  # the default, as a numpy dtype
 NLL_DTYPE = np.float32
@@ -68,7 +90,32 @@ LOG_PROBS_NOTE = (
 BUILD_KEYS = (
     "format", "version", "teacher", "k", "vocab_size", "ids_dtype", "logp_dtype", "split", "source_lang",
     "target_lang", "dictionaries", "data", "n_sentences", "n_tokens", "chunk_sentences",
+    "mode", "temperature", "draws", "seed",
 )
+# the value of a build key that caches written before the key existed hold implicitly
+BUILD_DEFAULTS = {"mode": "topk", "temperature": 1.0}
+
+
+def cache_mode(meta):
+    """The cache's mode (``MODES``); a KDNMTError naming the readable ones for any other."""
+    mode = meta.get("mode", MODES[0])
+    if mode not in MODES:
+        raise KDNMTError(
+            f"teacher cache mode {mode!r} is unknown to this kd_nmt (it reads {', '.join(MODES)}): "
+            "rebuild the cache with this kd_nmt's `kd-nmt cache-teacher`"
+        )
+    return mode
+
+
+def describe(meta):
+    """"top-16 of 608" (topk, as before modes), "top-16 + rest of 608 at temperature 2", ..."""
+    mode, k, vocab = cache_mode(meta), meta["k"], meta["vocab_size"]
+    if mode == "topk":
+        return f"top-{k} of {vocab}"
+    at = f"at temperature {float(meta['temperature']):g}"
+    if mode == "topk-tail":
+        return f"top-{k} + rest of {vocab} {at}"
+    return f"{meta['draws']} draws of {vocab} {at} (seed {meta['seed']})"
 
 
 def ids_dtype(vocab_size):
@@ -143,8 +190,11 @@ def chunk_ranges(n_sentences, chunk_sentences):
     return [(s, min(s + chunk_sentences, n_sentences)) for s in range(0, n_sentences, chunk_sentences)]
 
 
-def expected_shapes(n_rows, k):
-    return {"target": (n_rows,), "ids": (n_rows, k), "logp": (n_rows, k), "nll": (n_rows,)}
+def expected_shapes(n_rows, k, mode="topk"):
+    per_id, per_row = (n_rows, k), (n_rows,)
+    shapes = {"target": per_row, "ids": per_id, "logp": per_id, "nll": per_row,
+              "rest": per_row, "count": per_id, "entropy": per_row}
+    return {name: shapes[name] for name in MODE_ARRAYS[mode]}
 
 
 def logp_dtype(name=None):
@@ -156,10 +206,14 @@ def logp_dtype(name=None):
     return np.dtype(str(name))
 
 
-def expected_dtypes(vocab_size, logp=None):
-    """dtype of every chunk array; ``logp``: the log-probs' dtype name (None: the default)."""
-    i = np.dtype(ids_dtype(vocab_size))
-    return {"target": i, "ids": i, "logp": logp_dtype(logp), "nll": np.dtype(NLL_DTYPE)}
+def expected_dtypes(vocab_size, logp=None, mode="topk", draws=None):
+    """dtype of every chunk array; ``logp``: the log-probs' dtype name (None: the default);
+    ``draws``: a sample cache's number of draws (its counts' range)."""
+    i, f = np.dtype(ids_dtype(vocab_size)), np.dtype(NLL_DTYPE)
+    dtypes = {"target": i, "ids": i, "logp": logp_dtype(logp), "nll": f, "rest": f, "entropy": f}
+    if mode == "sample":
+        dtypes["count"] = np.dtype(ids_dtype(int(draws) + 1))
+    return {name: dtypes[name] for name in MODE_ARRAYS[mode]}
 
 
 def npy_problem(path, shape, dtype):
@@ -191,17 +245,17 @@ def npy_problem(path, shape, dtype):
 class ChunkWriter:
     """Memory-mapped arrays of one chunk in ``NNNNN.tmp/``; ``commit()`` renames it into place."""
 
-    def __init__(self, cache_dir, index, n_rows, k, vocab_size, logp=None):
+    def __init__(self, cache_dir, index, n_rows, k, vocab_size, logp=None, mode="topk", draws=None):
         self.final = chunk_dir(cache_dir, index)
         self.tmp = self.final + ".tmp"
         shutil.rmtree(self.tmp, ignore_errors=True)
         os.makedirs(self.tmp)
-        dtypes = expected_dtypes(vocab_size, logp)
+        dtypes = expected_dtypes(vocab_size, logp, mode, draws)
         self.arrays = {
             name: np.lib.format.open_memmap(
                 os.path.join(self.tmp, f"{name}.npy"), mode="w+", dtype=dtypes[name], shape=shape
             )
-            for name, shape in expected_shapes(n_rows, k).items()
+            for name, shape in expected_shapes(n_rows, k, mode).items()
         }
 
     def commit(self):
@@ -235,9 +289,13 @@ class TeacherCache:
                 f"teacher cache {self.path!r} is incomplete (its build was interrupted): rerun the "
                 "same `kd-nmt cache-teacher` command, it resumes where it stopped"
             )
+        self.mode = cache_mode(meta)
+        self.arrays = MODE_ARRAYS[self.mode]
         self.k = int(meta["k"])
         self.vocab_size = int(meta["vocab_size"])
+        self.temperature = float(meta.get("temperature", 1.0))
         self.logp_dtype = meta.get("logp_dtype", np.dtype(LOGP_DTYPE).name)
+        self.dtypes = expected_dtypes(self.vocab_size, self.logp_dtype, self.mode, meta.get("draws"))
         offsets_path = os.path.join(self.path, "offsets.npy")
         n = int(meta["n_sentences"])
         problem = npy_problem(offsets_path, (n + 1,), np.int64)
@@ -249,12 +307,11 @@ class TeacherCache:
         self.ranges = chunk_ranges(n, int(meta["chunk_sentences"]))
         # first global row of every chunk (+ the end), for row -> chunk lookups
         self.chunk_rows = np.array([self.offsets[s] for s, _ in self.ranges] + [self.offsets[n]], dtype=np.int64)
-        dtypes = expected_dtypes(self.vocab_size, self.logp_dtype)
         for c, (s, e) in enumerate(self.ranges):
-            shapes = expected_shapes(int(self.offsets[e] - self.offsets[s]), self.k)
-            for name in ARRAYS:
+            shapes = expected_shapes(int(self.offsets[e] - self.offsets[s]), self.k, self.mode)
+            for name in self.arrays:
                 path = os.path.join(chunk_dir(self.path, c), f"{name}.npy")
-                problem = npy_problem(path, shapes[name], dtypes[name])
+                problem = npy_problem(path, shapes[name], self.dtypes[name])
                 if problem:
                     raise KDNMTError(
                         f"teacher cache {self.path!r} is damaged: {os.path.relpath(path, self.path)} "
@@ -276,7 +333,7 @@ class TeacherCache:
         maps = self._maps.get(c)
         if maps is None:
             d = chunk_dir(self.path, c)
-            maps = {name: np.load(os.path.join(d, f"{name}.npy"), mmap_mode="r") for name in ARRAYS}
+            maps = {name: np.load(os.path.join(d, f"{name}.npy"), mmap_mode="r") for name in self.arrays}
             self._maps[c] = maps
         return maps
 
@@ -287,7 +344,7 @@ class TeacherCache:
     def rows(self, sentence_ids):
         """Cached rows of ``sentence_ids``, concatenated in that order.
 
-        Returns ``(lengths [B], {name: array [sum(lengths), ...]})`` with the names of ``ARRAYS``.
+        Returns ``(lengths [B], {name: array [sum(lengths), ...]})``, one per array of the mode.
         """
         sentence_ids = np.asarray(sentence_ids, dtype=np.int64)
         if sentence_ids.size and (sentence_ids.min() < 0 or sentence_ids.max() >= self.n_sentences):
@@ -301,16 +358,13 @@ class TeacherCache:
         # global row of every output row: starts[b] + 0 .. lengths[b]-1
         rows = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
         chunks = np.searchsorted(self.chunk_rows, rows, side="right") - 1
-        dtypes = expected_dtypes(self.vocab_size, self.logp_dtype)
-        out = {
-            name: np.empty((total,) + ((self.k,) if name in ("ids", "logp") else ()), dtype=dtypes[name])
-            for name in ARRAYS
-        }
+        shapes = expected_shapes(total, self.k, self.mode)
+        out = {name: np.empty(shapes[name], dtype=self.dtypes[name]) for name in self.arrays}
         for c in np.unique(chunks):
             sel = np.nonzero(chunks == c)[0]
             local = rows[sel] - self.chunk_rows[c]
             maps = self._chunk(int(c))
-            for name in ARRAYS:
+            for name in self.arrays:
                 out[name][sel] = maps[name][local]
         return lengths, out
 

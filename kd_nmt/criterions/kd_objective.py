@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from kd_nmt.divergences import divergence_from_log_probs
+from kd_nmt.sparse_teacher import EstimatedTeacher
 
 # Rows per chunk. Measured (V = 32k, 2,048 tokens, fkl, 2 cores): 256 rows (33 MB per chunk
 # tensor) 0.30 s, 32 rows (4 MB: the chunk's temporaries stay in the 32 MB L3) 0.21 s.
@@ -78,11 +79,17 @@ def _chunk(s, t, ids, target, keep, cfg):
 
     s: ``[r, V]`` student logits; t: ``[r, V]`` teacher scores, or ``[r, k]`` scores of the
     teacher's tokens ``ids`` ``[r, k]`` (a sparse teacher; ``ids`` None for a dense one);
-    target ``[r]``; keep ``[r]`` (1.0 for real tokens, 0.0 for padding).
+    target ``[r]``; keep ``[r]`` (1.0 for real tokens, 0.0 for padding). t may also be an
+    ``EstimatedTeacher`` (a topk-tail / sample cache, ``kd_nmt.sparse_teacher``): its own KD term,
+    differentiated by autograd on the chunk.
     """
     dtype = torch.float64 if s.dtype == torch.float64 else torch.float32  # at least float32
-    s, t, keep = s.to(dtype), t.to(dtype), keep.to(dtype)
     tau = float(cfg.temperature)
+    if isinstance(t, EstimatedTeacher):
+        s, keep = s.to(dtype), keep.to(dtype)
+        kd, grad = t.kd_and_grad(s, keep, cfg.name, tau, cfg.params)
+        return _with_ce(s, target, keep, cfg, grad.mul_(cfg.kd_weight), kd, None, s.new_zeros(()))
+    s, t, keep = s.to(dtype), t.to(dtype), keep.to(dtype)
     s_kd = s if ids is None else s.gather(-1, ids)  # the student over the teacher's support
     lq = F.log_softmax(s_kd if tau == 1.0 else s_kd / tau, dim=-1)  # student log-probs at tau
     lp = F.log_softmax(t if tau == 1.0 else t / tau, dim=-1)  # teacher log-probs at tau
@@ -99,6 +106,14 @@ def _chunk(s, t, ids, target, keep, cfg):
     g_kd = q_tau.mul(g_lq.sum(-1, keepdim=True)).neg_().add_(g_lq).mul_(cfg.kd_weight / tau)
     del g_lq
     grad = g_kd if ids is None else torch.zeros_like(s).scatter_add_(-1, ids, g_kd)
+    return _with_ce(s, target, keep, cfg, grad, kd, q_tau if tau == 1.0 and ids is None else None, teacher_nll)
+
+
+def _with_ce(s, target, keep, cfg, grad, kd, q, teacher_nll):
+    """Add the gold CE's gradient to the KD term's ``grad`` ``[r, V]``: (grad, ``ObjectiveParts``).
+
+    ``q``: the student's softmax of ``s`` if already computed, else None.
+    """
     # gold CE and NLL: always (logged even when ce_weight is 0); a logsumexp and two sums
     eps, V = cfg.epsilon, s.size(-1)
     eps_i = eps / (V - 1)
@@ -107,7 +122,7 @@ def _chunk(s, t, ids, target, keep, cfg):
     smooth = ((lse * V - s.sum(-1)) * keep).sum()  # sum_v -log q_v
     ce = (1.0 - eps - eps_i) * nll + eps_i * smooth
     if cfg.ce_weight:
-        q = q_tau if tau == 1.0 and ids is None else s.sub(lse[:, None]).exp_()
+        q = q if q is not None else s.sub(lse[:, None]).exp_()
         # d CE / d logits = q - eps_i - (1 - eps - eps_i) * onehot(target), on real tokens
         w = (cfg.ce_weight * keep)[:, None]
         grad.add_(q.sub(eps_i).mul_(w))
@@ -123,6 +138,8 @@ class _KDObjective(torch.autograd.Function):
         student = logits.detach().reshape(-1, V)
         if isinstance(teacher, tuple):  # sparse: (ids [B, T, k], scores [B, T, k])
             ids, scores = (x.reshape(-1, x.size(-1)) for x in teacher)
+        elif isinstance(teacher, EstimatedTeacher):  # topk-tail / sample cache: rows sliced like scores
+            ids, scores = None, teacher.reshape_positions(-1)
         else:
             ids, scores = None, teacher.detach().reshape(-1, V)
         target = target.reshape(-1)
@@ -130,6 +147,7 @@ class _KDObjective(torch.autograd.Function):
         grad_dtype = torch.promote_types(student.dtype, torch.float32)  # see the module docstring
         reuse = (
             cfg.consume_teacher
+            and isinstance(scores, torch.Tensor)
             and ids is None
             and scores.dtype == grad_dtype
             and scores.data_ptr() == teacher.data_ptr()
@@ -167,10 +185,11 @@ def kd_objective(student_logits, teacher, target, padding_idx, *, kd_weight, nam
     student_logits: ``[B, T, V]`` (requires grad). teacher: ``[B, T, V]`` scores whose softmax
     is the teacher distribution (logits or log-probs), or a sparse teacher ``(ids [B, T, k],
     scores [B, T, k])`` (a cache, or a dense teacher's top k): then both sides are renormalised
-    over the teacher's ids for the KD term, as ``word_kd.kd_term`` does. target: ``[B, T]`` gold
-    ids; positions equal to ``padding_idx`` contribute nothing. ``epsilon``: label smoothing of
-    the CE term. ``consume_teacher``: write the gradient over a dense ``teacher`` (the caller
-    must not read it again).
+    over the teacher's ids for the KD term, as ``word_kd.kd_term`` does; or an
+    ``EstimatedTeacher`` (a topk-tail / sample cache): its ``kd_per_token``, as ``kd_term``
+    does. target: ``[B, T]`` gold ids; positions equal to ``padding_idx`` contribute nothing.
+    ``epsilon``: label smoothing of the CE term. ``consume_teacher``: write the gradient over a
+    dense ``teacher`` (the caller must not read it again).
 
     Returns ``ObjectiveParts(objective, ce, nll, kd, teacher_nll)``; ``teacher_nll`` (dense
     teachers only) is 0 unless ``nll_of_teacher``.
@@ -184,6 +203,12 @@ def kd_objective(student_logits, teacher, target, padding_idx, *, kd_weight, nam
             )
         if nll_of_teacher:
             raise ValueError("nll_of_teacher needs a dense teacher (a sparse one lacks the full distribution)")
+    elif isinstance(teacher, EstimatedTeacher):
+        if teacher.position_shape != student_logits.shape[:-1] or nll_of_teacher:
+            raise ValueError(
+                f"{type(teacher).__name__} positions {tuple(teacher.position_shape)} do not match student "
+                f"logits {tuple(student_logits.shape)}, or nll_of_teacher asked of a sparse teacher"
+            )
     elif teacher.shape != student_logits.shape:
         raise ValueError(
             f"student logits {tuple(student_logits.shape)} and teacher {tuple(teacher.shape)} differ in shape"

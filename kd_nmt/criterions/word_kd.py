@@ -45,6 +45,7 @@ from kd_nmt.divergences import (
     divergence_params,
 )
 from kd_nmt.errors import KDNMTError
+from kd_nmt.sparse_teacher import EstimatedTeacher
 
 
 @dataclass
@@ -87,8 +88,14 @@ def kd_term(student_logits, teacher, target, padding_idx, name, temperature=1.0,
     target: ``[B, T]`` gold ids; positions equal to ``padding_idx`` contribute nothing.
     With ``topk`` > 0 or a sparse teacher, both sides are renormalised over the teacher's ids
     before the divergence (``[B, T, k]`` tensors: small). A dense full-vocabulary teacher in
-    training goes through ``kd_objective`` (memory-lean, same value and gradient).
+    training goes through ``kd_objective`` (memory-lean, same value and gradient). A topk-tail /
+    sample cache's teacher (``kd_nmt.sparse_teacher``) computes its own term, no renormalising.
     """
+    if isinstance(teacher, EstimatedTeacher):
+        if topk:
+            raise ValueError(f"topk {topk}: only a topk teacher can be cut to its top k")
+        per_token = teacher.kd_per_token(student_logits, name, temperature, **params)
+        return per_token.masked_fill(target.eq(padding_idx), 0.0).sum()
     teacher = top_k_support(teacher, topk)
     if isinstance(teacher, tuple):
         ids, teacher_scores = teacher
@@ -123,6 +130,8 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
             raise KDNMTError(f"--kd-temperature must be > 0, got {cfg.kd_temperature}")
         if cfg.kd_topk < 0:
             raise KDNMTError(f"--kd-topk must be >= 0, got {cfg.kd_topk}")
+        if hasattr(teacher, "check_use"):  # a teacher cache: its mode limits what the run may ask
+            teacher.check_use(str(cfg.kd_divergence), cfg.kd_temperature, cfg.kd_topk)
         cached_k = getattr(teacher, "k", None)  # a teacher cache holds the top k of V only
         if cfg.kd_topk and cached_k is not None and cached_k < min(cfg.kd_topk, len(task.target_dictionary)):
             raise KDNMTError(
