@@ -105,7 +105,9 @@ def shrink(state, keep):
     for side in SIDES:
         setattr(model_cfg, f"{side}_layers", len(keep[side]))
     state.pop("last_optimizer_state", None)
-    state.pop("criterion", None)
+    # the key must exist (fairseq reads it for criteria with parameters, e.g. hybrid_kd's learned
+    # gate); empty, such a criterion starts from its own initial values
+    state["criterion"] = None
     # nothing of the teacher's training may leak into the student's: no iterator position,
     # meters or training time (fairseq reads train_iterator even with --finetune-from-model)
     state["extra_state"] = {"train_iterator": {"epoch": 1}, "kd_nmt_shrunk_from": keep}
