@@ -8,10 +8,11 @@ encoded without normalisation, so those runs use ``--normalize none``; that the 
 import csv
 import json
 import shutil
+import sys
 
 import pytest
 
-from helpers import FIXTURE
+from helpers import FIXTURE, REPO
 
 SOURCE, REFERENCE = FIXTURE / "test.de", FIXTURE / "test.en"
 N_TEST = len(REFERENCE.read_text(encoding="utf-8").splitlines())
@@ -81,6 +82,7 @@ def test_raw_text_equals_binarized_split(capsys, checkpoint, data_dir, tmp_path)
 
 
 def test_default_encoding_is_data_prepare(tokenized, tmp_path):
+    sys.path.insert(0, str(REPO))  # data/ is not installed
     from data.prepare import _encode, _normalise
     from kd_nmt.common.spm_text import encode_lines
 

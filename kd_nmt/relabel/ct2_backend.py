@@ -77,12 +77,13 @@ class CT2Translator:
         pending = []
         for batch in make_batches(sizes, self.batch_tokens):
             src_len = max(sizes[i] for i in batch)
-            # fairseq: at most max_len tokens, then EOS (CTranslate2 counts the EOS step)
+            # fairseq: at most max_len tokens, then a forced EOS; CTranslate2's max_decoding_length
+            # counts the output tokens (a hypothesis cut there has no EOS): the same bound is max_len
             max_len = min(int(self.max_len_a * src_len + self.max_len_b), self.max_target_positions - 1)
             out = self.translator.translate_batch(
                 [token_lists[i] for i in batch],
                 beam_size=self.beam, num_hypotheses=self.nbest, length_penalty=self.lenpen,
-                max_decoding_length=max_len + 1, max_input_length=0, return_scores=True,
+                max_decoding_length=max_len, max_input_length=0, return_scores=True,
                 suppress_sequences=[["<blank>"]],  # fairseq never generates <pad> (<blank> in CT2)
                 asynchronous=True,
             )
