@@ -160,8 +160,8 @@ def test_deploy_table(capsys, checkpoint, data_dir, tmp_path):
     assert by["teacher", "ctranslate2-int8"]["model_mb"] == by["student", "ctranslate2-int8"]["model_mb"]
     # int8 weights without optimizer state vs a float32 training checkpoint; a process without torch
     ct2, fs = by["teacher", "ctranslate2-int8"], by["teacher", "fairseq-float32"]
-    assert float(ct2["model_mb"]) < float(fs["model_mb"]) / 4
-    assert float(ct2["peak_rss_mb"]) < float(fs["peak_rss_mb"])
+    assert float(ct2["model_mb"]) < float(fs["model_mb"]) / 2
+    assert float(ct2["peak_rss_mb"]) < float(fs["peak_rss_mb"]) - 100  # torch alone is more
     report = json.loads((out / "deploy.json").read_text(encoding="utf-8"))
     assert [s["torch_imported"] for s in report["systems"]] == [False, True, False, True]
     assert report["signatures"]["BLEU"].startswith("nrefs:1|")

@@ -10,7 +10,9 @@ For every checkpoint and every engine of ``--engines`` (default ``ctranslate2-in
 * translates each of the first ``--latency-lines`` lines alone (batch 1): median and 90th
   percentile of the per-sentence time, in milliseconds.
 
-Peak RSS is the worker's ``ru_maxrss`` (``os.wait4``): interpreter, engine, model, decoding.
+Peak RSS is the worker's own high-water mark (``VmHWM``, read by the worker at its end; not
+``ru_maxrss``, which Linux seeds with the parent's peak at ``exec``, see ``deploy_worker.py``):
+interpreter, engine, model, decoding.
 Model MB is what the engine loads from disk: the checkpoint file for fairseq (optimizer state
 included if the checkpoint has one), the converted model directory for CTranslate2 (converted by
 this process beforehand, cached next to the checkpoint). Writes ``OUT/deploy.md``,
@@ -50,7 +52,11 @@ def parse_engine(text):
 
 
 def run_worker(job, workdir, label):
-    """``(result, peak RSS in MB)`` of one worker process; one KDNMTError naming its log if it fails."""
+    """``(result, peak RSS in MiB)`` of one worker process; one KDNMTError naming its log if it fails.
+
+    The worker's ``VmHWM``; ``ru_maxrss`` (an upper bound: at least this process's own peak) only
+    where ``/proc`` is missing.
+    """
     os.makedirs(workdir, exist_ok=True)
     job_path = os.path.join(workdir, f"{label}.job.json")
     result_path = os.path.join(workdir, f"{label}.result.json")
@@ -69,7 +75,8 @@ def run_worker(job, workdir, label):
         raise KDNMTError(f"the {label} measurement failed (exit {proc.returncode}): {last} (log: {log_path})")
     with open(result_path, encoding="utf-8") as f:
         result = json.load(f)
-    return result, usage.ru_maxrss / 1024  # Linux: KiB
+    peak_kib = result.get("peak_rss_kib") or usage.ru_maxrss  # both KiB on Linux
+    return result, peak_kib / 1024
 
 
 def _fmt(x, digits=2):
@@ -91,8 +98,8 @@ def markdown(rows, meta):
         f"- throughput: batches of <= {meta['batch_tokens']} source tokens and <= {meta['batch_sentences']} "
         "sentences, the engine's calls only (warm-up batch untimed); words = whitespace words of the "
         "detokenized output",
-        f"- latency: each of the first {meta['latency_lines']} lines alone (batch 1); peak RSS: the "
-        "measuring process's ru_maxrss; model MB: the files the engine loads",
+        f"- latency: each of the first {meta['latency_lines']} lines alone (batch 1); peak RSS (MiB): the "
+        "measuring process's VmHWM; model MB: the files the engine loads",
         f"- BLEU signature: `{meta['signatures']['BLEU']}`",
         f"- chrF signature: `{meta['signatures']['chrF']}`",
     ]

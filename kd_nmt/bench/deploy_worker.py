@@ -11,7 +11,12 @@ imports the package normally: that is what a fairseq deployment loads.
 JOB: engine, checkpoint, data_bin, source_lang, target_lang, model_dir and positions (CTranslate2),
 token_lists, beam, max_len_a, max_len_b, max_tokens, max_sentences, threads, latency_lines,
 device. RESULT: pieces (corpus order), seconds, n_truncated, latencies (seconds, batch 1),
-load_seconds, torch_imported.
+load_seconds, torch_imported, peak_rss_kib.
+
+Peak RSS is this process's ``VmHWM`` (``/proc/self/status``), read at the end: the high-water
+mark of the memory map ``exec`` gave it. ``ru_maxrss`` would not do: Linux carries the forking
+process's high-water mark over into the child's at ``exec``, so every worker would report at
+least the bench process's size (torch and fairseq loaded).
 """
 import json
 import os
@@ -52,6 +57,18 @@ def _engine(job):
                          max_len_a=job["max_len_a"], max_len_b=job["max_len_b"], device=job["device"])
 
 
+def peak_rss_kib():
+    """``VmHWM`` of this process in KiB, None where ``/proc`` has none (not Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def main(job_path, result_path):
     with open(job_path, encoding="utf-8") as f:
         job = json.load(f)
@@ -65,7 +82,7 @@ def main(job_path, result_path):
     out = {
         "pieces": result.pieces, "seconds": result.seconds, "n_truncated": result.n_truncated,
         "n_tokens": result.n_tokens, "latencies": result_latencies, "load_seconds": load_seconds,
-        "torch_imported": "torch" in sys.modules,
+        "torch_imported": "torch" in sys.modules, "peak_rss_kib": peak_rss_kib(),
     }
     tmp = result_path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
