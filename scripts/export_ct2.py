@@ -41,7 +41,6 @@ from kd_nmt.errors import KDNMTError
 
 PROG = "export_ct2"
 MANIFEST = "manifest.json"
-SPECIAL_PREFIX = "madeupword"  # fairseq pads dictionaries to a multiple of 8 with these
 
 
 def check_vocabulary(checkpoint, state, dict_paths, spm_path, langs):
@@ -49,10 +48,9 @@ def check_vocabulary(checkpoint, state, dict_paths, spm_path, langs):
 
     ``dict_paths``: the ``(source, target)`` ``dict.LANG.txt`` files of ``langs``.
     """
-    import sentencepiece as spm
-
     from kd_nmt.checkpoint import checkpoint_vocab_sizes
     from kd_nmt.common.dictionaries import checkpoint_dictionaries, describe_difference, load_dictionary
+    from kd_nmt.common.spm_text import check_spm_matches
 
     given = [load_dictionary(path) for path in dict_paths]
     trained = checkpoint_dictionaries(state, langs)
@@ -70,21 +68,13 @@ def check_vocabulary(checkpoint, state, dict_paths, spm_path, langs):
                 f"{path} is not the {side} dictionary {checkpoint!r} was trained with; {detail}: "
                 "give the data-bin the checkpoint was trained on"
             )
-    sp = spm.SentencePieceProcessor(model_file=spm_path)
-    pieces = {sp.id_to_piece(i) for i in range(sp.get_piece_size())}
     for path, dictionary in zip(dict_paths, given):
-        symbols = [s for s in dictionary.symbols[dictionary.nspecial:] if not s.startswith(SPECIAL_PREFIX)]
-        unknown = [s for s in symbols if s not in pieces]
-        if unknown:
-            raise KDNMTError(
-                f"{len(unknown)} of the {len(symbols)} symbols of {path} are not pieces of {spm_path} "
-                f"(first: {unknown[0]!r}): give the sentencepiece model the checkpoint's data was encoded with"
-            )
+        check_spm_matches(dictionary, path, spm_path)
 
 
 def check_out_dir(out):
     """Refuse to convert into a non-empty directory that is not an earlier export (it is replaced)."""
-    from kd_nmt.relabel.ct2_backend import STAMP
+    from kd_nmt.common.ct2_conversion import STAMP
 
     earlier = os.path.isfile(os.path.join(out, STAMP))
     if os.path.exists(out) and not earlier and (not os.path.isdir(out) or os.listdir(out)):
@@ -118,7 +108,7 @@ def write_manifest(out, checkpoint, quantization, dict_paths, spm_path):
 
 
 def main(argv):
-    from kd_nmt.relabel.ct2_backend import QUANTIZATIONS
+    from kd_nmt.common.ct2_conversion import QUANTIZATIONS
 
     p = ArgumentParser(prog=PROG, description=__doc__)
     p.add_argument("--checkpoint", required=True, help="the fairseq checkpoint to export")
@@ -141,7 +131,7 @@ def main(argv):
     check_out_dir(a.out)
 
     from kd_nmt.checkpoint import load_checkpoint
-    from kd_nmt.relabel.ct2_backend import ensure_converted
+    from kd_nmt.common.ct2_conversion import ensure_converted
 
     state = load_checkpoint(a.checkpoint)
     check_vocabulary(a.checkpoint, state, dict_paths, spm_path, (a.source_lang, a.target_lang))

@@ -19,6 +19,7 @@ import torch
 from helpers import PLUGIN, TINY_ARCH, run, tool
 
 from kd_nmt import cli as kd_cli
+from kd_nmt.common.hashing import sha256_file
 
 N_TEST = 60
 
@@ -235,11 +236,15 @@ def test_ctranslate2_backend(capsys, reference_run, tokenized, data_bin, teacher
     cache = tmp_path / "teacher.pt.ct2-int8"
     stamp = json.loads((cache / "kd_nmt_stamp.json").read_text())
     assert stamp["quantization"] == "int8" and stamp["size"] == teacher.stat().st_size
+    assert stamp["sha256"] == sha256_file(teacher)
     assert "converting" in err and len(lines(out)) == N_TEST
     model_mtime = (cache / "model.bin").stat().st_mtime_ns
     rc, err = relabel(capsys, *args, "--beam", "4")
     assert rc == 0 and "converting" not in err  # cached
     assert (cache / "model.bin").stat().st_mtime_ns == model_mtime
+    os.utime(teacher)  # a touched checkpoint (same content) keeps its conversion
+    rc, err = relabel(capsys, *args)
+    assert rc == 0 and "converting" not in err
 
     # float32: the same beam search as fairseq's, up to float rounding
     out32 = tmp_path / "ct2.f32.en"

@@ -152,9 +152,10 @@ def ct2_greedy(model_dir, sources):
     import ctranslate2
 
     translator = ctranslate2.Translator(str(model_dir), device="cpu", intra_threads=1)
-    # as fairseq: at most max_len_b=200 tokens then EOS; never <pad> (<blank> in CTranslate2)
+    # as fairseq: at most max_len_b=200 tokens then EOS (CTranslate2's max_decoding_length counts
+    # the tokens without the EOS); never <pad> (<blank> in CTranslate2)
     results = translator.translate_batch([s.split() for s in sources], beam_size=1,
-                                         max_decoding_length=201, suppress_sequences=[["<blank>"]])
+                                         max_decoding_length=200, suppress_sequences=[["<blank>"]])
     return [" ".join(r.hypotheses[0]) for r in results]
 
 

@@ -1,10 +1,13 @@
-"""``kd-nmt bench``: BLEU/chrF, speed and size of fairseq checkpoints on one binarized split.
+"""``kd-nmt bench``: BLEU/chrF, speed and size of fairseq checkpoints on one test set.
 
-For each checkpoint, greedy (beam 1) and beam search decode every line of the split; the
-detokenized output is scored with sacreBLEU against the references, timed, and compared with
-a baseline by paired bootstrap resampling. Writes ``OUT/bench.csv``, ``OUT/bench.md``,
-``OUT/bench.json``, ``OUT/bench_buckets.csv`` and ``OUT/<name>.<decode>.hyp``, and prints
-the Markdown table. Every input is checked before any decoding starts.
+The test set is a binarized split or raw text (``--input``/``--reference``, encoded as the
+training data was: ``kd_nmt.bench.test_set``). For each checkpoint, greedy (beam 1) and beam
+search decode every line, with fairseq or CTranslate2 (``--backend``); the detokenized output is
+scored with sacreBLEU against the references, timed, and compared with a baseline by paired
+bootstrap resampling. Writes ``OUT/bench.csv``, ``OUT/bench.md``, ``OUT/bench.json``,
+``OUT/bench_buckets.csv`` and ``OUT/<name>.<decode>.hyp``, and prints the Markdown table.
+``--deploy`` writes the deployment table instead (``kd_nmt.bench.deploy``). Every input is
+checked before any decoding starts.
 """
 import csv
 import json
@@ -16,7 +19,6 @@ import time
 from kd_nmt.common.args import ArgumentParser, check_minimums
 from kd_nmt.common.detokenize import REMOVE_BPE
 from kd_nmt.common.dictionaries import checkpoint_dictionaries, describe_difference
-from kd_nmt.common.lines import read_lines
 from kd_nmt.common.logging_setup import quiet_logging
 from kd_nmt.errors import KDNMTError
 
@@ -36,6 +38,18 @@ examples:
   # then draw BLEU vs size / vs noise
   kd-nmt plot --results results/bench results/noise0.* --out results/figures
 
+  # raw text (no binarized split): normalised and encoded like the training data, with the
+  # sentencepiece model beside the data-bin (DATA/spm.model); decoded by CTranslate2 int8
+  kd-nmt bench --checkpoint student/checkpoint_best.pt --data-bin work/data/bin \
+      --input work/data/raw/test_tech.de --reference work/data/raw/test_tech.en \
+      --backend ctranslate2 --ct2-quantization int8 --out results/ct2
+
+  # deployment table: teacher and student, CTranslate2 int8 and fairseq float32, one thread:
+  # BLEU/chrF, sentences/s and words/s (batches of 32), latency at batch 1, peak RSS, size
+  kd-nmt bench --deploy --checkpoint models/teacher-deen/model.pt student/checkpoint_best.pt \
+      --names teacher student --data-bin work/data/bin --input work/data/raw/test_tech.de \
+      --reference work/data/raw/test_tech.en --beam 5 --out results/deploy
+
 naming and columns:
   --names takes one entry per checkpoint: a plain name ("teacher") or comma-separated
   key=value pairs ("method=word_kd,size=tiny,noise=0.1"); each key becomes a CSV column,
@@ -45,14 +59,15 @@ naming and columns:
   (run/checkpoint_best.pt -> "run").
 
 speed:
-  sentences/s and tokens/s time only fairseq's generate calls (after an untimed warm-up
-  batch), with --threads torch threads (default 1, so runs on a shared machine compare).
-  tokens/s counts generated target subword tokens, EOS excluded.
+  sentences/s and tokens/s time only the engine's calls (fairseq's generate, CTranslate2's
+  translate_batch; after an untimed warm-up batch), with --threads threads (default 1, so
+  runs on a shared machine compare). tokens/s counts generated target subword tokens, EOS
+  excluded.
 """
 
 # fixed bench.csv columns; tag columns (from --names / --tag) go right after "name"
 CSV_COLUMNS = [
-    "name", "checkpoint", "split", "decode", "beam", "n_sentences", "n_truncated", "params",
+    "name", "checkpoint", "split", "backend", "decode", "beam", "n_sentences", "n_truncated", "params",
     "weights_mb", "size_mb", "bleu", "chrf", "bleu_ci95", "chrf_ci95", "p_bleu", "p_chrf",
     "baseline", "decode_seconds", "sents_per_s", "toks_per_s", "out_tokens", "threads",
     "device", "bleu_signature", "chrf_signature", "hyp_file",
@@ -73,8 +88,16 @@ def build_parser():
     io = parser.add_argument_group("input and output")
     io.add_argument("--checkpoint", "--checkpoints", nargs="+", required=True, metavar="PT",
                     help="fairseq checkpoints to benchmark (trusted files: they are unpickled)")
-    io.add_argument("--data-bin", required=True, metavar="DIR", help="fairseq-preprocess output directory")
-    io.add_argument("--split", default="test", help="split to decode (default: test)")
+    io.add_argument("--data-bin", default=None, metavar="DIR",
+                    help="fairseq-preprocess output directory (the dictionaries); with --input, "
+                    "default: the directory the first checkpoint was trained on")
+    io.add_argument("--split", default=None, help="binarized split to decode (default: test)")
+    io.add_argument("--input", default=None, metavar="FILE",
+                    help="raw source text instead of a binarized split (needs --reference); "
+                    "normalised and sentencepiece-encoded as data/prepare.py does")
+    io.add_argument("--normalize", default="moses", choices=["moses", "none"],
+                    help="with --input: sacremoses punctuation normalisation as in data/prepare.py "
+                    "(default), or none for data encoded without it")
     io.add_argument("--source-lang", default=None, help="source language (default: from the file names)")
     io.add_argument("--target-lang", default=None, help="target language (default: from the file names)")
     io.add_argument("--out", default="bench-results", metavar="DIR", help="output directory (default: ./bench-results)")
@@ -83,7 +106,8 @@ def build_parser():
                     "default: the data-bin's target side, detokenized like the hypotheses")
     detok = io.add_mutually_exclusive_group()
     detok.add_argument("--spm", default=None, metavar="MODEL",
-                       help="sentencepiece model: detokenize with its decode_pieces")
+                       help="sentencepiece model: detokenize with its decode_pieces (with --input "
+                       "also encode; default there: DATA_BIN/spm.model or DATA_BIN/../spm.model)")
     detok.add_argument("--remove-bpe", default="sentencepiece", choices=REMOVE_BPE,
                        help="detokenization without a model (default: sentencepiece = join pieces, "
                        "'\u2581' -> space, as fairseq-generate --remove-bpe sentencepiece)")
@@ -97,12 +121,17 @@ def build_parser():
     dec.add_argument("--no-greedy", action="store_true", help="skip the greedy (beam 1) rows")
     dec.add_argument("--batch-tokens", type=int, default=4000, metavar="N",
                      help="padded source tokens per batch (default: 4000)")
-    dec.add_argument("--batch-sentences", type=int, default=0, metavar="N",
-                     help="at most N sentences per batch (default: 0 = no limit)")
+    dec.add_argument("--batch-sentences", type=int, default=None, metavar="N",
+                     help="at most N sentences per batch (default: 0 = no limit; 32 with --deploy)")
     dec.add_argument("--max-len-a", type=float, default=0.0, help="max output length a*src_len+b (default a=0)")
     dec.add_argument("--max-len-b", type=int, default=200, help="max output length a*src_len+b (default b=200)")
     dec.add_argument("--threads", type=int, default=1, help="torch CPU threads while decoding (default: 1)")
     dec.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    dec.add_argument("--backend", default="fairseq", choices=["fairseq", "ctranslate2"],
+                     help="decode with fairseq's SequenceGenerator (default) or CTranslate2 (the "
+                     "checkpoint converted once, cached next to it as CKPT.ct2-QUANT/)")
+    dec.add_argument("--ct2-quantization", default="int8", metavar="QUANT",
+                     help="CTranslate2 weight type: int8 (default), float32, int16, ...")
     dec.add_argument("--bf16", action="store_true",
                      help="decode under CPU bfloat16 autocast (float32 weights); add --tag "
                      "precision=bf16 to tell its rows apart from float32 ones")
@@ -116,6 +145,15 @@ def build_parser():
     sco.add_argument("--buckets", default="10,25", metavar="B1,B2",
                      help="source-length bucket bounds in words for bench_buckets.csv "
                      "(default: 10,25 -> <=10, 11-25, >25; 'none' skips)")
+    dep = parser.add_argument_group("deployment table (--deploy)")
+    dep.add_argument("--deploy", action="store_true",
+                     help="per checkpoint and engine: BLEU/chrF, throughput, latency at batch 1, peak "
+                     "RSS, model size (OUT/deploy.md, .json, .csv, deploy_speed_quality.png); decodes "
+                     "with --beam only")
+    dep.add_argument("--engines", nargs="+", default=None, metavar="ENGINE",
+                     help="engines to measure (default: ctranslate2-int8 fairseq-float32)")
+    dep.add_argument("--latency-lines", type=int, default=100, metavar="N",
+                     help="lines translated one by one for the latency (default: the first 100)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -243,8 +281,11 @@ def check_checkpoint(path, task, data_bin, langs):
 
 def validate_args(args):
     check_minimums(("--beam", args.beam, 1), ("--batch-tokens", args.batch_tokens, 1),
+                   ("--latency-lines", args.latency_lines, 1),
                    ("--threads", args.threads, 1), ("--bootstrap", args.bootstrap, 0),
                    ("--batch-sentences", args.batch_sentences, 0), ("--max-len-b", args.max_len_b, 1))
+    if args.input is None and args.data_bin is None:
+        raise KDNMTError("give --data-bin DIR (with --split), or raw text with --input and --reference")
     if args.no_greedy and args.beam == 1:
         raise KDNMTError("--no-greedy with --beam 1 leaves nothing to decode")
     missing = [p for p in args.checkpoint if not os.path.isfile(p)]
@@ -261,6 +302,24 @@ def validate_args(args):
             raise KDNMTError(f"--device {args.device}: CUDA is not available on this machine")
     if args.bf16 and args.device != "cpu":
         raise KDNMTError("--bf16 is CPU bfloat16 autocast: use it with --device cpu")
+    from kd_nmt.common.ct2_conversion import QUANTIZATIONS
+
+    if args.ct2_quantization not in QUANTIZATIONS:
+        raise KDNMTError(
+            f"unknown --ct2-quantization {args.ct2_quantization!r}; choose from {', '.join(QUANTIZATIONS)}")
+    if args.bf16 and (args.backend == "ctranslate2" or args.deploy):
+        raise KDNMTError("--bf16 is autocast of the fairseq backend; CTranslate2 computes in bfloat16 "
+                         "with --ct2-quantization bfloat16")
+    if args.input is not None and args.remove_bpe != "sentencepiece":
+        raise KDNMTError("--input text is sentencepiece-encoded: drop --remove-bpe")
+    if args.deploy:
+        from kd_nmt.bench.deploy import DEFAULT_ENGINES, parse_engine
+
+        args.engines = args.engines or list(DEFAULT_ENGINES)
+        for engine in args.engines:
+            parse_engine(engine)
+    elif args.engines is not None:
+        raise KDNMTError("--engines is for the deployment table: add --deploy (or use --backend)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,12 +371,19 @@ def markdown_table(rows, meta):
             f"{boot['seed']}) against `{boot['baseline']}` with the same decoding; * = p < 0.05; "
             f"signatures `{boot['signatures'].get('BLEU', '')}`, `{boot['signatures'].get('chrF', '')}`"
         )
-    notes.append(
-        f"- speed: fairseq SequenceGenerator on {meta['device']}"
-        f"{' (bf16 autocast)' if meta.get('bf16') else ''}, {meta['threads']} thread(s), "
-        f"batches of <= {meta['batch_tokens']} source tokens, generate calls only; "
-        "size MB = checkpoint file size (with optimizer state, if saved)"
-    )
+    if meta.get("backend", "fairseq") == "fairseq":
+        notes.append(
+            f"- speed: fairseq SequenceGenerator on {meta['device']}"
+            f"{' (bf16 autocast)' if meta.get('bf16') else ''}, {meta['threads']} thread(s), "
+            f"batches of <= {meta['batch_tokens']} source tokens, generate calls only; "
+            "size MB = checkpoint file size (with optimizer state, if saved)"
+        )
+    else:
+        notes.append(
+            f"- speed: CTranslate2 ({meta['backend']}) on {meta['device']}, {meta['threads']} thread(s), "
+            f"batches of <= {meta['batch_tokens']} source tokens, translate_batch calls only; "
+            "size MB = the converted model directory"
+        )
     truncated = [r for r in rows if r["n_truncated"] and r["decode"] == rows[0]["decode"]]
     if truncated:
         notes.append("- sources truncated to the model's max positions: " + ", ".join(
@@ -345,6 +411,26 @@ def tag_columns(systems):
 # --------------------------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------------------------
+def _engine(args, path, model, test, beam):
+    """``(engine, size in bytes)``: ``model`` (fairseq) or its CTranslate2 conversion, on ``test``."""
+    if args.backend == "fairseq":
+        from kd_nmt.bench.decode import FairseqEngine
+
+        engine = FairseqEngine(model, test.task, test.dataset, beam=beam, max_len_a=args.max_len_a,
+                               max_len_b=args.max_len_b, device=args.device, bf16=args.bf16)
+        return engine, os.path.getsize(path)
+    from kd_nmt.bench.ct2_engine import CT2Engine, convert
+    from kd_nmt.common.ct2_conversion import directory_size
+    from kd_nmt.common.logging_setup import status
+
+    model_dir = convert(path, test.data_bin, test.source_lang, test.target_lang, args.ct2_quantization,
+                        log=status("bench"))
+    engine = CT2Engine(model_dir, tuple(model.max_positions()), test.token_lists, beam=beam,
+                       max_len_a=args.max_len_a, max_len_b=args.max_len_b,
+                       device="cuda" if args.device.startswith("cuda") else "cpu", threads=args.threads)
+    return engine, directory_size(model_dir)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     quiet_logging()
@@ -356,38 +442,15 @@ def main(argv=None):
     bounds = metrics.parse_buckets(args.buckets)
 
     from kd_nmt.bench import decode as dec
-    from kd_nmt.common.data_bin import split_languages
-    from kd_nmt.common.task_setup import load_split, translation_task
-
-    src_lang, tgt_lang, has_target = split_languages(
-        args.data_bin, args.split, args.source_lang, args.target_lang)
-    if args.reference is None and not has_target:
-        raise KDNMTError(
-            f"split {args.split!r} in {args.data_bin!r} has no target side ({tgt_lang}); "
-            "give the references with --reference FILE")
-
+    from kd_nmt.bench.test_set import load_test_set
+    from kd_nmt.bench.timed_decoding import translate_all
     from kd_nmt.checkpoint import install_fairseq_patches, load_models
 
     install_fairseq_patches()
-    detok = dec.Detokenizer(args.spm, args.remove_bpe)
-    task = translation_task(args.data_bin, src_lang, tgt_lang)
-    dataset = load_split(task, args.split)
-    n = len(dataset)
-    if n == 0:
-        raise KDNMTError(f"split {args.split!r} in {args.data_bin!r} is empty")
-    if args.reference is not None:
-        references = read_lines(args.reference, "reference")
-        if len(references) != n:
-            raise KDNMTError(
-                f"reference line count mismatch: {args.reference!r} has {len(references)} lines, "
-                f"split {args.split!r} of {args.data_bin!r} has {n} sentences")
-        reference_desc = args.reference
-    else:
-        references = dec.side_texts(dataset.tgt, task.target_dictionary, detok)
-        reference_desc = f"{args.data_bin} {args.split}.{tgt_lang} (binarized, detokenized)"
-    source_words = [len(s.split()) for s in dec.side_texts(dataset.src, task.source_dictionary, detok)]
+    test = load_test_set(args)
+    n = len(test)
     for path in args.checkpoint:
-        check_checkpoint(path, task, args.data_bin, (src_lang, tgt_lang))
+        check_checkpoint(path, test.task, test.data_bin, (test.source_lang, test.target_lang))
 
     # every input checked: now the work
     import torch
@@ -397,34 +460,41 @@ def main(argv=None):
         torch.set_num_interop_threads(args.threads)
     except RuntimeError:  # already set in this process
         pass
-    decodes = ([] if args.no_greedy else [("greedy", 1)]) + ([(f"beam{args.beam}", args.beam)] if args.beam > 1 else [])
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "reference.txt"), "w", encoding="utf-8") as f:
-        f.writelines(r + "\n" for r in references)
+        f.writelines(r + "\n" for r in test.references)
+    if args.deploy:
+        from kd_nmt.bench import deploy
+        from kd_nmt.common.logging_setup import status
 
+        return deploy.run(args, test, systems, args.out, write_csv, file_stem, status("bench"))
+
+    batch_sentences = args.batch_sentences or 0
+    backend = "fairseq" if args.backend == "fairseq" else f"ctranslate2-{args.ct2_quantization}"
+    decodes = ([] if args.no_greedy else [("greedy", 1)]) + ([(f"beam{args.beam}", args.beam)] if args.beam > 1 else [])
     rows, bucket_rows, hyps = [], [], {}
     baseline_name = systems[baseline_index][0]
     started = time.time()
     for path, (name, tags) in zip(args.checkpoint, systems):
-        models, _ = load_models([path], task=task)
+        models, _ = load_models([path], task=test.task)
         model = models[0].to(args.device)
         params = dec.count_parameters(model)
         weights_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6
         for decode_name, beam in decodes:
-            result = dec.decode(
-                model, task, dataset, detok, beam=beam, max_tokens=args.batch_tokens,
-                max_sentences=args.batch_sentences, max_len_a=args.max_len_a, max_len_b=args.max_len_b,
-                device=args.device, progress=not args.no_progress, desc=f"{name} {decode_name}",
-                bf16=args.bf16)
+            engine, size = _engine(args, path, model, test, beam)
+            result = translate_all(engine, test.detok, args.batch_tokens, batch_sentences,
+                                   progress=not args.no_progress, desc=f"{name} {decode_name}")
+            del engine
             hyp_file = f"{file_stem(name)}.{decode_name}.hyp"
             with open(os.path.join(args.out, hyp_file), "w", encoding="utf-8") as f:
                 f.writelines(h + "\n" for h in result.hypotheses)
-            scores = metrics.corpus_scores(result.hypotheses, references)
+            scores = metrics.corpus_scores(result.hypotheses, test.references)
             secs = result.seconds
             row = {
-                "name": name, **tags, "tags": tags, "checkpoint": path, "split": args.split, "decode": decode_name,
+                "name": name, **tags, "tags": tags, "checkpoint": path, "split": test.name,
+                "backend": backend, "decode": decode_name,
                 "beam": beam, "n_sentences": n, "n_truncated": result.n_truncated, "params": params,
-                "weights_mb": round(weights_mb, 3), "size_mb": round(os.path.getsize(path) / 1e6, 3),
+                "weights_mb": round(weights_mb, 3), "size_mb": round(size / 1e6, 3),
                 "bleu": scores["bleu"], "chrf": scores["chrf"], "bleu_ci95": None, "chrf_ci95": None,
                 "p_bleu": None, "p_chrf": None, "baseline": baseline_name if args.bootstrap else None,
                 "decode_seconds": round(secs, 4),
@@ -436,10 +506,9 @@ def main(argv=None):
             }
             rows.append(row)
             hyps[(name, decode_name)] = result.hypotheses
-            for b in metrics.bucket_scores(result.hypotheses, references, source_words, bounds):
+            for b in metrics.bucket_scores(result.hypotheses, test.references, test.source_words, bounds):
                 bucket_rows.append({"name": name, **tags, "decode": decode_name, **b})
         del models, model
-
     signatures = {"BLEU": rows[0]["bleu_signature"], "chrF": rows[0]["chrf_signature"]}
     boot_meta = None
     if args.bootstrap:
@@ -447,7 +516,7 @@ def main(argv=None):
         for decode_name, _ in decodes:
             others = [(name, hyps[(name, decode_name)]) for name, _ in systems if name != baseline_name]
             boot_sigs, results = metrics.paired_bootstrap(
-                (baseline_name, hyps[(baseline_name, decode_name)]), others, references, args.bootstrap)
+                (baseline_name, hyps[(baseline_name, decode_name)]), others, test.references, args.bootstrap)
             for row in rows:
                 if row["decode"] != decode_name:
                     continue
@@ -461,9 +530,10 @@ def main(argv=None):
                      "note": "p-value 1.0 where a system's output is identical to the baseline's"}
 
     meta = {
-        "split": args.split, "source_lang": src_lang, "target_lang": tgt_lang, "n_sentences": n,
-        "data_bin": args.data_bin, "reference": reference_desc, "detokenizer": detok.describe(),
-        "threads": args.threads, "device": args.device, "bf16": args.bf16,
+        "split": test.name, "source_lang": test.source_lang, "target_lang": test.target_lang, "n_sentences": n,
+        "data_bin": test.data_bin, "input": args.input, "normalize": args.normalize if args.input else None,
+        "reference": test.reference_desc, "detokenizer": test.detok.describe(),
+        "backend": backend, "threads": args.threads, "device": args.device, "bf16": args.bf16,
         "batch_tokens": args.batch_tokens,
         "beam": args.beam, "max_len_a": args.max_len_a, "max_len_b": args.max_len_b,
         "signatures": signatures, "bootstrap": boot_meta,

@@ -1,8 +1,10 @@
-"""Decode a binarized split with fairseq's ``SequenceGenerator`` and detokenize the output.
+"""Decode a split with fairseq's ``SequenceGenerator`` and detokenize the output.
 
+* The split is a binarized one (``load_split``) or raw text encoded to pieces (``pieces_dataset``).
 * Every line of the split is translated: sentences are sorted by source length, packed into
-  token-budget batches, decoded, and put back in corpus order. Sources longer than the model's
-  ``max_source_positions`` are truncated (their final EOS kept) and counted, never dropped.
+  token-budget batches, decoded, and put back in corpus order (``kd_nmt.bench.timed_decoding``).
+  Sources longer than the model's ``max_source_positions`` are truncated (their final EOS
+  kept) and counted, never dropped.
 * Only the ``generate`` calls are timed (no data loading, collation or detokenization), after
   an untimed warm-up on the first batch, so ``sentences/s`` and ``tokens/s`` measure the model.
 * ``bf16=True``: the generate calls run under CPU bfloat16 autocast (``kd_nmt.precision``),
@@ -10,15 +12,14 @@
 * Detokenization mirrors ``fairseq-generate --remove-bpe sentencepiece`` (join the pieces,
   ``▁`` → space) unless a sentencepiece model is given, whose ``decode_pieces`` is then used.
 """
-import os
 import sys
 import time
-from dataclasses import dataclass, field
 
 import torch
 
-from kd_nmt.common.batches import make_batches
+from kd_nmt.bench.timed_decoding import DecodeResult, translate_all  # noqa: F401  (DecodeResult: decode's result)
 from kd_nmt.common.detokenize import REMOVE_BPE, detokenize
+from kd_nmt.common.spm_text import load_spm
 from kd_nmt.errors import KDNMTError
 from kd_nmt.precision import cpu_autocast
 
@@ -34,14 +35,7 @@ class Detokenizer:
         self.remove_bpe = remove_bpe
         self._sp = None
         if spm_model:
-            if not os.path.isfile(spm_model):
-                raise KDNMTError(f"sentencepiece model not found: {spm_model!r}")
-            import sentencepiece as spm
-
-            try:
-                self._sp = spm.SentencePieceProcessor(model_file=spm_model)
-            except Exception as exc:
-                raise KDNMTError(f"cannot read sentencepiece model {spm_model!r}: {exc}") from None
+            self._sp = load_spm(spm_model)
         elif remove_bpe not in REMOVE_BPE:
             raise KDNMTError(f"unknown --remove-bpe {remove_bpe!r}; choose from {', '.join(REMOVE_BPE)}")
 
@@ -81,13 +75,15 @@ def count_parameters(model):
     return sum(p.numel() for p in model.parameters())
 
 
-@dataclass
-class DecodeResult:
-    pieces: list = field(default_factory=list)  # subword output, corpus order
-    hypotheses: list = field(default_factory=list)  # detokenized output, corpus order
-    n_tokens: int = 0  # generated target tokens, EOS excluded
-    seconds: float = 0.0  # wall time of the generate calls only
-    n_truncated: int = 0  # sources cut to the model's max_source_positions
+def pieces_dataset(task, token_lists):
+    """A source-only ``LanguagePairDataset`` of pieces (raw text encoded), like a binarized split's."""
+    from fairseq.data import LanguagePairDataset
+
+    src_dict = task.source_dictionary
+    tensors = [src_dict.encode_line(" ".join(t), add_if_not_exist=False, append_eos=True).long()
+               for t in token_lists]
+    sizes = [len(t) for t in tensors]
+    return LanguagePairDataset(tensors, sizes, src_dict, tgt_dict=task.target_dictionary)
 
 
 def _items(dataset, indices, max_source):
@@ -107,51 +103,42 @@ def _synchronize(device):
         torch.cuda.synchronize(device)
 
 
+class FairseqEngine:
+    """``model`` on ``dataset`` with fairseq's ``SequenceGenerator`` (beam 1 = greedy)."""
+
+    name = "fairseq"
+
+    def __init__(self, model, task, dataset, beam=1, max_len_a=0.0, max_len_b=200, device="cpu", bf16=False):
+        from fairseq.sequence_generator import SequenceGenerator
+
+        self.model, self.dataset, self.bf16 = model, dataset, bf16
+        self.device = torch.device(device)
+        self.tgt_dict = task.target_dictionary
+        self.max_source = model_max_source_positions(model)
+        self.generator = SequenceGenerator(
+            [model], self.tgt_dict, beam_size=beam, max_len_a=max_len_a, max_len_b=max_len_b
+        )
+        self.sizes = [min(int(s), self.max_source) for s in dataset.src_sizes]
+
+    def translate(self, indices):
+        items, truncated = _items(self.dataset, indices, self.max_source)
+        sample = self.dataset.collater(items)
+        net_input = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in sample["net_input"].items()}
+        sample = {"id": sample["id"], "net_input": net_input}
+        _synchronize(self.device)
+        start = time.perf_counter()
+        with torch.no_grad(), cpu_autocast(self.bf16):
+            hypos = self.generator.generate([self.model], sample)
+        _synchronize(self.device)
+        seconds = time.perf_counter() - start
+        by_id = {int(i): self.tgt_dict.string(nbest[0]["tokens"].cpu())
+                 for i, nbest in zip(sample["id"].tolist(), hypos)}
+        return [by_id[i] for i in indices], seconds, truncated
+
+
 def decode(model, task, dataset, detok, beam=1, max_tokens=4000, max_sentences=0,
            max_len_a=0.0, max_len_b=200, device="cpu", progress=True, desc=None, bf16=False):
     """Translate every line of ``dataset`` with ``model`` (beam 1 = greedy); corpus order kept."""
-    from fairseq.sequence_generator import SequenceGenerator
-    from tqdm import tqdm
-
-    device = torch.device(device)
-    tgt_dict = task.target_dictionary
-    max_source = model_max_source_positions(model)
-    generator = SequenceGenerator(
-        [model], tgt_dict, beam_size=beam, max_len_a=max_len_a, max_len_b=max_len_b
-    )
-    sizes = [min(int(s), max_source) for s in dataset.src_sizes]
-    batches = make_batches(sizes, max_tokens, max_sentences)
-    result = DecodeResult(pieces=[None] * len(dataset), hypotheses=[None] * len(dataset))
-    if not len(dataset):
-        return result
-
-    def run(indices):
-        items, truncated = _items(dataset, indices, max_source)
-        sample = dataset.collater(items)
-        net_input = {k: v.to(device) if torch.is_tensor(v) else v for k, v in sample["net_input"].items()}
-        sample = {"id": sample["id"], "net_input": net_input}
-        _synchronize(device)
-        start = time.perf_counter()
-        with torch.no_grad(), cpu_autocast(bf16):
-            hypos = generator.generate([model], sample)
-        _synchronize(device)
-        return sample["id"].tolist(), hypos, time.perf_counter() - start, truncated
-
-    # warm-up, not timed: the first batch (the longest sentences) once, so one-time costs
-    # (allocator growth, kernel selection) are not charged to the first system measured
-    run(batches[0])
-    with tqdm(total=len(dataset), desc=desc, unit="sent", disable=not progress,
-              file=sys.stderr, dynamic_ncols=True) as bar:
-        for indices in batches:
-            ids, hypos, seconds, truncated = run(indices)
-            result.seconds += seconds
-            result.n_truncated += truncated
-            for sent_id, nbest in zip(ids, hypos):
-                tokens = nbest[0]["tokens"].cpu()
-                result.n_tokens += int((tokens != tgt_dict.eos()).sum())
-                pieces = tgt_dict.string(tokens)
-                result.pieces[sent_id] = pieces
-                result.hypotheses[sent_id] = detok(pieces)
-            bar.update(len(indices))
-    assert all(h is not None for h in result.hypotheses), "a line was not decoded"
-    return result
+    engine = FairseqEngine(model, task, dataset, beam=beam, max_len_a=max_len_a, max_len_b=max_len_b,
+                           device=device, bf16=bf16)
+    return translate_all(engine, detok, max_tokens, max_sentences, progress=progress, desc=desc)

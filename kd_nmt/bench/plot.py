@@ -5,6 +5,8 @@
 * ``bleu_vs_noise.png``  — BLEU against the ``noise`` column, one line per method (and size,
   where one method was run at several sizes); a method run at one noise rate only (say, the
   teacher) is a dashed reference line. Skipped with fewer than two numeric noise values.
+* ``deploy_speed_quality.png`` — BLEU against target words/s, one point per model and engine
+  (written by ``kd-nmt bench --deploy``, from its rows; ``plot_speed_quality``).
 * ``gate.png``           — the hybrid_kd gate over training updates, from fairseq logs
   (``--log-format simple`` / ``json`` / ``tqdm``: ``gate=0.42``, ``| gate 0.42``, ``"gate": "0.42"``).
 
@@ -268,6 +270,32 @@ def plot_noise(rows, args, path):
         ax.plot(span, [y, y], linestyle="--", linewidth=1, label=f"{name} (noise {noise:g})",
                 **({"color": "gray"} if "teacher" in name.lower() else {}))
     return _save(plt, fig, ax, args, path, "noise rate", label, f"{label} vs noise rate")
+
+
+def plot_speed_quality(rows, path, metric="bleu", title=None, dpi=120):
+    """BLEU (``metric``) against words/s of ``kd-nmt bench --deploy`` rows: one marker per engine,
+    one colour per model, each point labelled with its model; log-scaled x (engines differ by
+    factors)."""
+    from types import SimpleNamespace
+
+    plt = _pyplot()
+    markers = ["o", "s", "^", "D", "v", "P"]
+    engines = list(dict.fromkeys(r["engine"] for r in rows))
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for r in rows:
+        x, y = number(r.get("words_per_s")), number(r.get(metric))
+        if x is None or y is None:
+            continue
+        engine, name = engines.index(r["engine"]), names.index(r["name"])
+        ax.plot([x], [y], marker=markers[engine % len(markers)], linestyle="none",
+                color=colours[name % len(colours)], label=f"{r['name']} ({r['engine']})")
+        ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xscale("log")
+    label = "BLEU" if metric == "bleu" else "chrF"
+    args = SimpleNamespace(title=title, dpi=dpi)
+    return _save(plt, fig, ax, args, path, "target words/s (log scale)", label, f"{label} vs decoding speed")
 
 
 def plot_gate(logs, labels, args, path):

@@ -42,6 +42,17 @@ def load_dictionary(path):
     return Dictionary.load(str(path))
 
 
+def _task_cfg(state):
+    cfg = state.get("cfg") if hasattr(state, "get") else None
+    return cfg.get("task") if cfg is not None and hasattr(cfg, "get") else None
+
+
+def checkpoint_data_dir(state):
+    """The data directory a checkpoint was trained on (the first of ``a:b`` shards), or None."""
+    data = getattr(_task_cfg(state), "data", None)
+    return str(data).split(":")[0] if data else None
+
+
 def checkpoint_dictionaries(state, langs=(None, None)):
     """The (source, target) dictionaries a checkpoint was trained with, each None if unknown.
 
@@ -49,16 +60,12 @@ def checkpoint_dictionaries(state, langs=(None, None)):
     still there. ``langs`` (the caller's source/target languages) stand in where the
     checkpoint's config left the languages to be inferred.
     """
-    cfg = state.get("cfg") if hasattr(state, "get") else None
-    task_cfg = cfg.get("task") if cfg is not None and hasattr(cfg, "get") else None
-    if task_cfg is None:
+    task_cfg = _task_cfg(state)
+    directory = checkpoint_data_dir(state)
+    if directory is None:
         return None, None
-    data = getattr(task_cfg, "data", None)
     src = getattr(task_cfg, "source_lang", None) or langs[0]
     tgt = getattr(task_cfg, "target_lang", None) or langs[1]
-    if not data:
-        return None, None
-    directory = str(data).split(":")[0]
     found = []
     for lang in (src, tgt):
         path = os.path.join(directory, f"dict.{lang}.txt") if lang else None

@@ -222,7 +222,7 @@ class Job:
                 "computes in bfloat16 with --ct2-quantization bfloat16 (or int8_bfloat16)"
             )
         if a.backend == "ctranslate2":
-            from kd_nmt.relabel.ct2_backend import QUANTIZATIONS
+            from kd_nmt.common.ct2_conversion import QUANTIZATIONS
 
             if a.ct2_quantization not in QUANTIZATIONS:
                 raise KDNMTError(
@@ -271,7 +271,7 @@ class Job:
         if a.bf16 and self.device != "cpu":
             raise KDNMTError("--bf16 is CPU bfloat16 autocast: add --device cpu")
         if a.backend == "ctranslate2":
-            from kd_nmt.relabel.ct2_backend import check_model_dir_writable, default_model_dir
+            from kd_nmt.common.ct2_conversion import check_model_dir_writable, default_model_dir
 
             self.ct2_dir = a.ct2_dir or default_model_dir(self.teachers[0], a.ct2_quantization)
             check_model_dir_writable(self.ct2_dir)

@@ -1,11 +1,8 @@
 """The CTranslate2 backend: the teacher converted once, then ``Translator.translate_batch``.
 
-Conversion uses ``ctranslate2.converters.FairseqConverter`` (trusted checkpoint: unsafe
-deserialization allowed) and is cached next to the teacher, ``T.pt.ct2-int8/`` by default, with
-a stamp (``kd_nmt_stamp.json``) holding the checkpoint's size and mtime, the quantization, the
-dictionaries' hashes and the ctranslate2 version: any change converts again. The conversion is
-written to a temporary directory and renamed into place, so concurrent shards and killed runs
-never leave a half-converted model behind.
+Conversion and its cache (``T.pt.ct2-int8/`` next to the teacher, keyed by the checkpoint's
+sha256, the quantization, the dictionaries and the ctranslate2 version) are
+``kd_nmt.common.ct2_conversion``'s, shared with ``kd-nmt bench`` and ``scripts/export_ct2.py``.
 
 Batches are built like the fairseq backend's (token budget, length-sorted), one
 ``translate_batch`` call each, with ``max_decoding_length`` from ``--max-len-a/-b`` on the
@@ -14,102 +11,16 @@ batch's longest source (as fairseq does). On CPU the batches are submitted async
 1.6x faster than one worker with 2 threads (383 vs 241 sents/s, beam 5, the quickstart teacher).
 Sources are truncated by the caller;
 ``max_input_length`` is disabled so CTranslate2 never truncates on its own.
+
+``CT2Translator`` (an already converted model, no torch or fairseq import) is what
+``kd-nmt bench`` decodes with; ``CT2Backend`` adds the conversion and relabel's worker layout.
 """
-import json
 import os
-import shutil
 
 from kd_nmt.common.batches import make_batches
-from kd_nmt.common.hashing import sha256_file
+from kd_nmt.common.ct2_conversion import default_model_dir, ensure_converted
 from kd_nmt.common.logging_setup import status
 from kd_nmt.errors import KDNMTError
-
-STAMP = "kd_nmt_stamp.json"
-QUANTIZATIONS = (
-    "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16",
-    "float32",
-)
-
-
-def default_model_dir(teacher, quantization):
-    return f"{teacher}.ct2-{quantization}"
-
-
-def stamp_for(teacher, data_bin, source_lang, target_lang, quantization):
-    import ctranslate2
-
-    st = os.stat(teacher)
-    return {
-        "checkpoint": os.path.abspath(teacher),
-        "size": st.st_size,
-        "mtime_ns": st.st_mtime_ns,
-        "quantization": quantization,
-        "ctranslate2": ctranslate2.__version__,
-        "source_dict": sha256_file(os.path.join(data_bin, f"dict.{source_lang}.txt")),
-        "target_dict": sha256_file(os.path.join(data_bin, f"dict.{target_lang}.txt")),
-    }
-
-
-def _read_stamp(model_dir):
-    try:
-        with open(os.path.join(model_dir, STAMP), encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def check_model_dir_writable(model_dir):
-    """Raise a KDNMTError (before any work) if ``model_dir`` can neither be read nor created."""
-    parent = os.path.dirname(os.path.abspath(model_dir))
-    if os.path.isdir(model_dir) or os.access(parent, os.W_OK):
-        return
-    raise KDNMTError(
-        f"cannot create the CTranslate2 model directory {model_dir!r} (its folder is not "
-        "writable); choose another place with --ct2-dir"
-    )
-
-
-def ensure_converted(teacher, data_bin, source_lang, target_lang, quantization, model_dir,
-                     log=None):
-    """Convert ``teacher`` into ``model_dir`` unless an up-to-date conversion is there.
-
-    Returns ``(model_dir, converted)``.
-    """
-    stamp = stamp_for(teacher, data_bin, source_lang, target_lang, quantization)
-    if _read_stamp(model_dir) == stamp:
-        return model_dir, False
-    from ctranslate2.converters import FairseqConverter
-
-    if log:
-        log(f"converting {teacher} to CTranslate2 ({quantization}) -> {model_dir}")
-    tmp = f"{model_dir.rstrip(os.sep)}.tmp.{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        converter = FairseqConverter(
-            teacher, data_bin, source_lang=source_lang, target_lang=target_lang,
-            unsafe_deserialization=True,  # our own, trusted checkpoint (see kd_nmt.checkpoint)
-        )
-        converter.convert(tmp, quantization=quantization, force=True)
-        with open(os.path.join(tmp, STAMP), "w", encoding="utf-8") as f:
-            json.dump(stamp, f, indent=1)
-    except KDNMTError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    except Exception as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise KDNMTError(
-            f"CTranslate2 cannot convert {teacher!r}: {type(exc).__name__}: {exc}. "
-            "Use --backend fairseq for this teacher"
-        ) from None
-    if os.path.isdir(model_dir):  # stale conversion
-        shutil.rmtree(model_dir, ignore_errors=True)
-    try:
-        os.rename(tmp, model_dir)
-    except OSError:  # a concurrent shard renamed its conversion first
-        shutil.rmtree(tmp, ignore_errors=True)
-        if _read_stamp(model_dir) != stamp:
-            raise KDNMTError(f"cannot write the CTranslate2 model to {model_dir!r}") from None
-    return model_dir, True
 
 
 def _cfg_get(obj, key):
@@ -130,31 +41,29 @@ def checkpoint_positions(state, default=1024):
     return min(int(src), default), min(int(tgt), default)
 
 
-class CT2Backend:
+class CT2Translator:
+    """An already converted CTranslate2 model decoding token lists as fairseq would.
+
+    ``positions``: the checkpoint's (max source, max target) positions (``checkpoint_positions``);
+    ``inter_threads`` workers of ``intra_threads`` threads each.
+    """
+
     name = "ctranslate2"
 
-    def __init__(self, teacher, state, data_bin, source_lang, target_lang, quantization="int8",
-                 model_dir=None, beam=5, lenpen=1.0, max_len_a=0.0, max_len_b=200, nbest=1,
-                 batch_tokens=4000, device="cpu", threads=0):
+    def __init__(self, model_dir, positions, beam=5, lenpen=1.0, max_len_a=0.0, max_len_b=200,
+                 nbest=1, batch_tokens=4000, device="cpu", inter_threads=1, intra_threads=1):
         import ctranslate2
 
-        self.model_dir = model_dir or default_model_dir(teacher, quantization)
-        self.model_dir, self.converted = ensure_converted(
-            teacher, data_bin, source_lang, target_lang, quantization, self.model_dir,
-            log=status("relabel"),
-        )
+        self.model_dir = model_dir
         try:
-            # CPU: one single-threaded worker per core, fed whole batches in parallel
-            workers = (threads or os.cpu_count() or 1) if device == "cpu" else 1
             self.translator = ctranslate2.Translator(
-                self.model_dir, device=device, inter_threads=workers,
-                intra_threads=1 if device == "cpu" else 0,
+                model_dir, device=device, inter_threads=inter_threads, intra_threads=intra_threads,
             )
         except Exception as exc:
             raise KDNMTError(
-                f"CTranslate2 cannot load {self.model_dir!r}: {type(exc).__name__}: {exc}"
+                f"CTranslate2 cannot load {model_dir!r}: {type(exc).__name__}: {exc}"
             ) from None
-        src_positions, tgt_positions = checkpoint_positions(state)
+        src_positions, tgt_positions = positions
         self.max_source_tokens = src_positions - 1
         self.max_target_positions = tgt_positions
         self.beam, self.lenpen, self.nbest = beam, lenpen, nbest
@@ -168,12 +77,13 @@ class CT2Backend:
         pending = []
         for batch in make_batches(sizes, self.batch_tokens):
             src_len = max(sizes[i] for i in batch)
-            # fairseq: at most max_len tokens, then EOS (CTranslate2 counts the EOS step)
+            # fairseq: at most max_len tokens, then a forced EOS; CTranslate2's max_decoding_length
+            # counts the output tokens (a hypothesis cut there has no EOS): the same bound is max_len
             max_len = min(int(self.max_len_a * src_len + self.max_len_b), self.max_target_positions - 1)
             out = self.translator.translate_batch(
                 [token_lists[i] for i in batch],
                 beam_size=self.beam, num_hypotheses=self.nbest, length_penalty=self.lenpen,
-                max_decoding_length=max_len + 1, max_input_length=0, return_scores=True,
+                max_decoding_length=max_len, max_input_length=0, return_scores=True,
                 suppress_sequences=[["<blank>"]],  # fairseq never generates <pad> (<blank> in CT2)
                 asynchronous=True,
             )
@@ -185,3 +95,23 @@ class CT2Backend:
             if progress is not None:
                 progress(len(batch))
         return results
+
+
+class CT2Backend(CT2Translator):
+    """relabel's backend: ``teacher`` converted (cached), ``threads`` single-threaded workers on CPU."""
+
+    def __init__(self, teacher, state, data_bin, source_lang, target_lang, quantization="int8",
+                 model_dir=None, beam=5, lenpen=1.0, max_len_a=0.0, max_len_b=200, nbest=1,
+                 batch_tokens=4000, device="cpu", threads=0):
+        model_dir = model_dir or default_model_dir(teacher, quantization)
+        model_dir, self.converted = ensure_converted(
+            teacher, data_bin, source_lang, target_lang, quantization, model_dir,
+            log=status("relabel"), fallback="Use --backend fairseq for this teacher",
+        )
+        # CPU: one single-threaded worker per core, fed whole batches in parallel
+        workers = (threads or os.cpu_count() or 1) if device == "cpu" else 1
+        super().__init__(
+            model_dir, checkpoint_positions(state), beam=beam, lenpen=lenpen, max_len_a=max_len_a,
+            max_len_b=max_len_b, nbest=nbest, batch_tokens=batch_tokens, device=device,
+            inter_threads=workers, intra_threads=1 if device == "cpu" else 0,
+        )
