@@ -71,7 +71,8 @@ def test_shrunk_teacher_loads_in_fairseq_with_the_kept_layer(tmp_path, teacher_c
     models, cfg, _task = checkpoint_utils.load_model_ensemble_and_task([str(out)])
     assert cfg.model.decoder_layers == 1 and len(models[0].decoder.layers) == 1
     # a criterion with parameters (hybrid_kd's gate) finds the key fairseq reads, empty
-    assert "criterion" in torch.load(out, weights_only=False) and torch.load(out, weights_only=False)["criterion"] is None
+    saved = torch.load(out, weights_only=False)
+    assert "criterion" in saved and saved["criterion"] is None
     got = models[0].state_dict()
     name = "decoder.layers.0.fc1.weight"
     torch.testing.assert_close(got[name], teacher["model"]["decoder.layers.1.fc1.weight"])
