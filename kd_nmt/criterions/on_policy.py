@@ -20,7 +20,7 @@ cannot be used (one clear error).
 
 Cost per update on top of word_kd: the decoding (an encoder pass and up to ``a * S + b`` decoder
 steps over ``m`` rows) and the extra ``m`` rows in the student's and the teacher's forward;
-measured in docs/on_policy_kd.md.
+measured in docs/selective_on_policy_kd.md.
 """
 import math
 
