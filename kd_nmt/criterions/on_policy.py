@@ -73,7 +73,7 @@ def student_outputs(model, src_tokens, src_lengths, *, pad, eos, sampling="greed
     try:
         m = src_tokens.size(0)
         max_len = int(max_len_a * src_tokens.size(1) + max_len_b)
-        max_len = min(max_len, model.max_decoder_positions() - 1)
+        max_len = max(1, min(max_len, model.max_decoder_positions() - 1))  # >= 1: EOS is banned at step 0
         encoder_out = model.encoder.forward_torchscript({"src_tokens": src_tokens, "src_lengths": src_lengths})
         tokens = src_tokens.new_full((m, max_len + 2), pad)
         tokens[:, 0] = eos
