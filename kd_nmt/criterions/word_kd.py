@@ -18,6 +18,11 @@ KD term; the gold CE term still sees the whole vocabulary. ``k = 0`` (default) o
 the full-vocabulary loss. With ``--teacher-cache`` the teacher is the cache's top k' already;
 ``--kd-topk k`` then keeps the top ``k <= k'`` of the cached ids (``k > k'`` is an error).
 
+``--kd-select {batch,global}`` (selective KD, ``kd_nmt/criterions/selection.py``) restricts the KD
+term to the tokens with the highest student CE on gold; ``--kd-on-policy lambda`` (on-policy KD,
+``kd_nmt/criterions/on_policy.py``) takes the KD term of a fraction lambda of the sentences on the
+student's own output, scored by the live teacher. In both the gold CE term covers every gold token.
+
 Validation reports the student's label-smoothed CE on gold as ``loss`` (so
 ``--best-checkpoint-metric loss`` means what it means for a plain student); ``kd_loss`` and the
 teacher's gold NLL are logged beside it. All losses are logged in base 2, like fairseq's.
