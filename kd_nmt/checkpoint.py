@@ -146,6 +146,48 @@ def install_fairseq_patches():
     checkpoint_utils._kd_nmt_patched = True
 
 
+CRITERION_STATE = "kd_nmt_criterion"  # extra_state key of a criterion's training state
+
+
+def install_criterion_state_patch():
+    """Idempotently make fairseq's Trainer save and restore a criterion's ``training_state()``.
+
+    fairseq saves ``criterion.state_dict()`` only for a criterion with parameters (and loads it
+    strictly), so a criterion whose state is not a parameter (``--kd-select global``'s queue of
+    recent token CE values) would restart empty on resume. A criterion that offers
+    ``training_state()`` / ``load_training_state(state)`` gets it saved in the checkpoint's
+    ``extra_state["kd_nmt_criterion"]`` and restored from it; ``load_checkpoint`` returns the
+    extra state on every rank (fairseq loads on rank 0 and broadcasts it).
+    """
+    from fairseq.trainer import Trainer
+
+    if getattr(Trainer, "_kd_nmt_criterion_state_patched", False):
+        return
+    original_state_dict = Trainer.state_dict
+    original_load_checkpoint = Trainer.load_checkpoint
+
+    @functools.wraps(original_state_dict)
+    def state_dict(self):
+        state = original_state_dict(self)
+        training_state = getattr(self.get_criterion(), "training_state", None)
+        extra = training_state() if training_state is not None else None
+        if extra:
+            state["extra_state"][CRITERION_STATE] = extra
+        return state
+
+    @functools.wraps(original_load_checkpoint)
+    def load_checkpoint(self, *args, **kwargs):
+        extra_state = original_load_checkpoint(self, *args, **kwargs)
+        load = getattr(self.get_criterion(), "load_training_state", None)
+        if extra_state and CRITERION_STATE in extra_state and load is not None:
+            load(extra_state[CRITERION_STATE])
+        return extra_state
+
+    Trainer.state_dict = state_dict
+    Trainer.load_checkpoint = load_checkpoint
+    Trainer._kd_nmt_criterion_state_patched = True
+
+
 def load_models(paths, task=None, arg_overrides=None):
     """Load one or more fairseq models (an ensemble) for inference: eval mode, CPU.
 

@@ -13,6 +13,9 @@ idempotent and scoped to the module named:
 * ``fairseq.checkpoint_utils.torch_persistent_save`` — ``checkpoint.install_fairseq_patches``:
   students are saved as plain ``translation`` checkpoints (stock fairseq-generate and
   CTranslate2 load them).
+* ``fairseq.trainer.Trainer.state_dict`` and ``load_checkpoint`` —
+  ``checkpoint.install_criterion_state_patch``: fairseq saves a criterion's state only if it has
+  parameters; ``--kd-select global``'s queue is saved in ``extra_state`` and restored on resume.
 * ``fairseq.distributed.utils._infer_torch_distributed_launch_init`` —
   ``distributed.install_distributed_patches``: on a CPU-only machine fairseq computes
   ``rank % torch.cuda.device_count()`` (ZeroDivisionError) and ignores torchrun's WORLD_SIZE.
@@ -32,12 +35,13 @@ one line.
 """
 import sys
 
-from kd_nmt.checkpoint import install_fairseq_patches
+from kd_nmt.checkpoint import install_criterion_state_patch, install_fairseq_patches
 from kd_nmt.distributed import install_distributed_patches
 from kd_nmt.errors import KDNMTError
 from kd_nmt.precision import install_bf16_patches
 
 install_fairseq_patches()
+install_criterion_state_patch()
 install_distributed_patches()
 install_bf16_patches()
 

@@ -124,6 +124,20 @@ def test_gate_one_is_word_kd(data_bin, teacher_checkpoint, kd_bin):
     assert log["gate"] == pytest.approx(sample["target"].size(0))  # summed: mean G = 1
 
 
+@pytest.mark.parametrize("gate", [["--gate", "fixed", "--gate-init", "1"], ["--gate", "input"]], ids=["fixed", "input"])
+def test_selection_applies_to_the_token_term(data_bin, teacher_checkpoint, kd_bin, gate):
+    # --kd-select batch: hybrid's token term selects the tokens word_kd selects, on both paths
+    # (the batch objective, and the per-sentence one of --gate input)
+    select = ["--kd-select", "batch", "--kd-select-rate", "0.4"]
+    _, model, word, sample = setup(data_bin, teacher_checkpoint, kd_bin, *select, criterion="word_kd")
+    expected, _, word_log = word(model, sample)
+    _, model, hybrid, sample = setup(data_bin, teacher_checkpoint, kd_bin, *gate, *select)
+    loss, _, log = hybrid(model, sample)
+    assert log["kd_selected_tokens"] == word_log["kd_selected_tokens"] == math.ceil(0.4 * sample["ntokens"])
+    assert log["kd_loss"].item() == pytest.approx(word_log["kd_loss"].item(), rel=1e-5)
+    assert log["token_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
 def test_gate_zero_is_label_smoothed_ce_on_teacher_target(data_bin, teacher_checkpoint, kd_bin):
     task, model, criterion, sample = setup(data_bin, teacher_checkpoint, kd_bin, "--gate", "fixed", "--gate-init", "0")
     loss, sample_size, log = criterion(model, sample)

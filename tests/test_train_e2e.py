@@ -184,6 +184,32 @@ def test_distributed_two_processes_same_loss(data_bin, teacher_checkpoint, tmp_p
     assert "'distributed_world_size': 2" in log and "'distributed_world_size': 1" not in log
 
 
+@pytest.mark.parametrize("extra,metric", [
+    (["--kd-select", "global", "--kd-select-rate", "0.5", "--kd-select-queue", "3000"], "kd_selected"),
+    (["--kd-on-policy", "0.5", "--kd-on-policy-max-len-b", "5"], "on_policy"),
+], ids=["select-global", "on-policy"])
+def test_distributed_selective_and_on_policy_kd(data_bin, teacher_checkpoint, tmp_path, extra, metric):
+    # two torchrun ranks: the global selection queue is per rank (no collective in the forward),
+    # on-policy rows are drawn and decoded per rank; DDP still keeps the replicas identical and
+    # the logged fraction is over both ranks' tokens / sentences
+    port = "29535" if metric == "kd_selected" else "29536"
+    launcher = [tool("torchrun"), "--nproc_per_node", "2", "--master_port", port]
+    worker = [os.path.join(os.path.dirname(__file__), "ddp_worker.py"), "--user-dir", PLUGIN]
+    proc = train_student(
+        data_bin, teacher_checkpoint, tmp_path, "--max-update", "3", "--distributed-backend", "gloo",
+        *extra, launcher=launcher, trainer=worker,
+    )
+    reports = sorted(re.findall(r"RANK (\d+) LOSS (\S+?) CHECKSUM (-?[0-9.]+\d)", proc.stdout))
+    assert [r[0] for r in reports] == ["0", "1"], proc.stdout
+    (_, loss0, sum0), (_, loss1, sum1) = reports
+    assert loss0 == loss1 and math.isfinite(float(loss0)) and sum0 == sum1
+    fractions = train_losses(proc.stdout + proc.stderr, key=metric)
+    assert len(fractions) == 3 and all(0 < f < 1 for f in fractions), fractions
+    if metric == "kd_selected":  # rank 0's queue is in the checkpoint
+        state = torch.load(tmp_path / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+        assert state["extra_state"]["kd_nmt_criterion"]["select_queue"]["values"].numel() > 0
+
+
 def test_distributed_world_size_spawns_cpu_processes(data_bin, teacher_checkpoint, tmp_path):
     # without a launcher, stock fairseq spawns min(cuda.device_count(), 2) = 0 processes on a
     # CPU machine and exits 0 having trained nothing; with the plugin it spawns two gloo ranks

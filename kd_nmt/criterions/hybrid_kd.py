@@ -102,6 +102,11 @@ class HybridKDCriterion(WordKDCriterion):
         self.gate = build_gate(cfg, encoder_dim=getattr(student, "encoder_embed_dim", None))
         self.gate_normalize = cfg.gate_normalize
         self.gate_reg = cfg.gate_reg
+        if self.kd_on_policy:
+            raise KDNMTError(
+                "--kd-on-policy is a word_kd option: hybrid_kd's token term stays on the gold prefix "
+                "(its sentence term is already the teacher's output); use --criterion word_kd"
+            )
 
     @classmethod
     def criterion_name(cls):
@@ -177,12 +182,13 @@ class HybridKDCriterion(WordKDCriterion):
         ce, nll = ce.view(bsz, -1).sum(1), nll.view(bsz, -1).sum(1)
         student = self.positions(gold_out[0])
         dist, target, teacher_nll = self.teacher_on(sample, like=gold_out[0])
+        kd_mask = self.selected = self.selected_tokens(student, target)  # --kd-select (None: off)
 
         def row(i):  # word_kd's own KD term, one sentence at a time
             d = tuple(x[i:i + 1] for x in dist) if isinstance(dist, tuple) else dist[i:i + 1]
             return kd_term(
                 student[i:i + 1], d, target[i:i + 1], self.padding_idx, self.kd_divergence,
-                self.kd_temperature, **self.kd_params,
+                self.kd_temperature, kd_mask=None if kd_mask is None else kd_mask[i:i + 1], **self.kd_params,
             )
 
         kd = torch.stack([row(i) for i in range(bsz)])
@@ -206,6 +212,7 @@ class HybridKDCriterion(WordKDCriterion):
                 "with --sentence-kd-data (only --train-subset's split is)"
             )
         per_sentence = self.gate.per_sentence
+        self.selected = None
         gold_out, teacher_out, features = self.student_forward(model, sample)
         if per_sentence:
             tok, ce, nll, kd, teacher_nll = self.objective_per_sentence(model, gold_out, sample)
@@ -248,6 +255,8 @@ class HybridKDCriterion(WordKDCriterion):
             "nsentences": bsz,
             "sample_size": sample_size,
         }
+        if self.selected is not None:  # --kd-select: tokens of the token term's KD part
+            logging_output["kd_selected_tokens"] = int(self.selected.sum())
         if self.report_accuracy:
             n_correct, total = self.compute_accuracy(model, gold_out, sample)
             logging_output["n_correct"] = utils.item(n_correct.data)

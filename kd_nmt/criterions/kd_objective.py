@@ -74,22 +74,23 @@ def _gold_nll(scores, target):
     return lse - scores.gather(-1, target[:, None]).squeeze(-1), lse
 
 
-def _chunk(s, t, ids, target, keep, cfg):
+def _chunk(s, t, ids, target, keep, kd_keep, cfg):
     """One chunk: (d objective / d logits ``[r, V]``, its ``ObjectiveParts``), >= float32.
 
     s: ``[r, V]`` student logits; t: ``[r, V]`` teacher scores, or ``[r, k]`` scores of the
     teacher's tokens ``ids`` ``[r, k]`` (a sparse teacher; ``ids`` None for a dense one);
-    target ``[r]``; keep ``[r]`` (1.0 for real tokens, 0.0 for padding). t may also be an
+    target ``[r]``; keep ``[r]`` (1.0 where the CE term, its NLL and the teacher's NLL count,
+    0.0 elsewhere); kd_keep ``[r]`` (the same for the KD term). t may also be an
     ``EstimatedTeacher`` (a topk-tail / sample cache, ``kd_nmt.sparse_teacher``): its own KD term,
     differentiated by autograd on the chunk.
     """
     dtype = torch.float64 if s.dtype == torch.float64 else torch.float32  # at least float32
     tau = float(cfg.temperature)
     if isinstance(t, EstimatedTeacher):
-        s, keep = s.to(dtype), keep.to(dtype)
-        kd, grad = t.kd_and_grad(s, keep, cfg.name, tau, cfg.params)
+        s, keep, kd_keep = s.to(dtype), keep.to(dtype), kd_keep.to(dtype)
+        kd, grad = t.kd_and_grad(s, kd_keep, cfg.name, tau, cfg.params)
         return _with_ce(s, target, keep, cfg, grad.mul_(cfg.kd_weight), kd, None, s.new_zeros(()))
-    s, t, keep = s.to(dtype), t.to(dtype), keep.to(dtype)
+    s, t, keep, kd_keep = s.to(dtype), t.to(dtype), keep.to(dtype), kd_keep.to(dtype)
     s_kd = s if ids is None else s.gather(-1, ids)  # the student over the teacher's support
     lq = F.log_softmax(s_kd if tau == 1.0 else s_kd / tau, dim=-1)  # student log-probs at tau
     lp = F.log_softmax(t if tau == 1.0 else t / tau, dim=-1)  # teacher log-probs at tau
@@ -97,7 +98,7 @@ def _chunk(s, t, ids, target, keep, cfg):
     teacher_nll = (_gold_nll(t, target)[0] * keep).sum() if cfg.nll_of_teacher else zero
     with torch.enable_grad():  # the divergence's own hand-written backward, w.r.t. log q
         lq_leaf = lq.detach().requires_grad_(True)
-        kd = (divergence_from_log_probs(cfg.name, lq_leaf, lp, **cfg.params) * keep).sum()
+        kd = (divergence_from_log_probs(cfg.name, lq_leaf, lp, **cfg.params) * kd_keep).sum()
         (g_lq,) = torch.autograd.grad(kd, lq_leaf)
     kd = kd.detach()
     del lp
@@ -133,7 +134,7 @@ def _with_ce(s, target, keep, cfg, grad, kd, q, teacher_nll):
 
 class _KDObjective(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, teacher, target, cfg):
+    def forward(ctx, logits, teacher, target, ce_mask, kd_mask, cfg):
         V = logits.size(-1)
         student = logits.detach().reshape(-1, V)
         if isinstance(teacher, tuple):  # sparse: (ids [B, T, k], scores [B, T, k])
@@ -143,7 +144,9 @@ class _KDObjective(torch.autograd.Function):
         else:
             ids, scores = None, teacher.detach().reshape(-1, V)
         target = target.reshape(-1)
-        keep = target.ne(cfg.padding_idx).to(torch.float32)
+        real = target.ne(cfg.padding_idx)
+        keep = (real if ce_mask is None else ce_mask.reshape(-1) & real).to(torch.float32)
+        kd_keep = (real if kd_mask is None else kd_mask.reshape(-1) & real).to(torch.float32)
         grad_dtype = torch.promote_types(student.dtype, torch.float32)  # see the module docstring
         reuse = (
             cfg.consume_teacher
@@ -158,7 +161,8 @@ class _KDObjective(torch.autograd.Function):
         for start in range(0, student.size(0), KD_CHUNK_ROWS):
             rows = slice(start, start + KD_CHUNK_ROWS)
             g, parts = _chunk(
-                student[rows], scores[rows], None if ids is None else ids[rows], target[rows], keep[rows], cfg
+                student[rows], scores[rows], None if ids is None else ids[rows], target[rows], keep[rows],
+                kd_keep[rows], cfg,
             )
             grad[rows] = g  # (over the teacher rows just read, when reuse)
             totals = ObjectiveParts(*(total + part.double() for total, part in zip(totals, parts)))
@@ -174,12 +178,12 @@ class _KDObjective(torch.autograd.Function):
         (grad,) = ctx.saved_tensors
         # the incoming gradient (fp16 loss scale) applied before the cast: see the module docstring
         grad = grad.mul_(grad_objective.to(grad.dtype)).to(ctx.dtype).view(ctx.shape)
-        return grad, None, None, None
+        return grad, None, None, None, None, None
 
 
 def kd_objective(student_logits, teacher, target, padding_idx, *, kd_weight, name, temperature=1.0,
                  params=None, ce_weight=0.0, epsilon=0.0, consume_teacher=False,
-                 nll_of_teacher=False) -> ObjectiveParts:
+                 nll_of_teacher=False, ce_mask=None, kd_mask=None) -> ObjectiveParts:
     """``ce_weight * CE + kd_weight * KD`` over the non-pad tokens, and its parts.
 
     student_logits: ``[B, T, V]`` (requires grad). teacher: ``[B, T, V]`` scores whose softmax
@@ -189,7 +193,10 @@ def kd_objective(student_logits, teacher, target, padding_idx, *, kd_weight, nam
     ``EstimatedTeacher`` (a topk-tail / sample cache): its ``kd_per_token``, as ``kd_term``
     does. target: ``[B, T]`` gold ids; positions equal to ``padding_idx`` contribute nothing.
     ``epsilon``: label smoothing of the CE term. ``consume_teacher``: write the gradient over a
-    dense ``teacher`` (the caller must not read it again).
+    dense ``teacher`` (the caller must not read it again). ``ce_mask`` / ``kd_mask``: ``[B, T]``
+    bool, the positions the CE term (with the logged NLL and teacher NLL) / the KD term cover,
+    within the non-pad ones (None: all of them); selective KD passes a ``kd_mask``, on-policy KD
+    both.
 
     Returns ``ObjectiveParts(objective, ce, nll, kd, teacher_nll)``; ``teacher_nll`` (dense
     teachers only) is 0 unless ``nll_of_teacher``.
@@ -217,4 +224,4 @@ def kd_objective(student_logits, teacher, target, padding_idx, *, kd_weight, nam
         padding_idx, float(ce_weight), float(epsilon), float(kd_weight), name, temperature,
         dict(params or {}), consume_teacher, nll_of_teacher,
     )
-    return ObjectiveParts(*_KDObjective.apply(student_logits, teacher, target, cfg))
+    return ObjectiveParts(*_KDObjective.apply(student_logits, teacher, target, ce_mask, kd_mask, cfg))

@@ -18,6 +18,11 @@ KD term; the gold CE term still sees the whole vocabulary. ``k = 0`` (default) o
 the full-vocabulary loss. With ``--teacher-cache`` the teacher is the cache's top k' already;
 ``--kd-topk k`` then keeps the top ``k <= k'`` of the cached ids (``k > k'`` is an error).
 
+``--kd-select {batch,global}`` (selective KD, ``kd_nmt/criterions/selection.py``) restricts the KD
+term to the tokens with the highest student CE on gold; ``--kd-on-policy lambda`` (on-policy KD,
+``kd_nmt/criterions/on_policy.py``) takes the KD term of a fraction lambda of the sentences on the
+student's own output, scored by the live teacher. In both the gold CE term covers every gold token.
+
 Validation reports the student's label-smoothed CE on gold as ``loss`` (so
 ``--best-checkpoint-metric loss`` means what it means for a plain student); ``kd_loss`` and the
 teacher's gold NLL are logged beside it. All losses are logged in base 2, like fairseq's.
@@ -44,8 +49,17 @@ from kd_nmt.divergences import (
     divergence,
     divergence_params,
 )
+from kd_nmt.criterions.on_policy import (
+    STUDENT_SAMPLING,
+    check_on_policy,
+    joint_batch,
+    pick_rows,
+    student_outputs,
+)
+from kd_nmt.criterions.selection import SELECT_KINDS, CEQueue, check_selection, select_in_batch, student_gold_ce
 from kd_nmt.errors import KDNMTError
 from kd_nmt.sparse_teacher import EstimatedTeacher
+from kd_nmt.teacher import Teacher
 
 
 @dataclass
@@ -63,6 +77,31 @@ class WordKDConfig(LabelSmoothedCrossEntropyCriterionConfig):
     kd_beta: float = field(default=DEFAULT_BETA, metadata={"help": "ToDi: sharpness of the FKL/RKL weight"})
     kd_skew: float = field(default=DEFAULT_SKEW, metadata={"help": "skl/srkl: skew of the mixture"})
     kd_mu: float = field(default=DEFAULT_MU, metadata={"help": "akl: teacher mass that defines the head"})
+    kd_select: ChoiceEnum(list(SELECT_KINDS)) = field(
+        default="none",
+        metadata={"help": "selective KD (Wang et al. 2021): the KD term covers only the tokens with the "
+                  "highest student CE on gold, the top --kd-select-rate of the batch (batch) or those at "
+                  "or above the (1 - rate) quantile of a queue of recent tokens (global)"},
+    )
+    kd_select_rate: float = field(default=0.5, metadata={"help": "selective KD: fraction r in (0, 1] kept"})
+    kd_select_queue: int = field(
+        default=30000, metadata={"help": "--kd-select global: tokens in the FIFO queue of recent CE values"}
+    )
+    kd_on_policy: float = field(
+        default=0.0,
+        metadata={"help": "on-policy KD (GKD): fraction of each batch's sentences whose KD term is taken on "
+                  "the student's own output instead of the gold prefix (0 = off; needs --teacher-path)"},
+    )
+    kd_student_sampling: ChoiceEnum(list(STUDENT_SAMPLING)) = field(
+        default="greedy", metadata={"help": "on-policy KD: how the student decodes its output"}
+    )
+    kd_sampling_temperature: float = field(
+        default=1.0, metadata={"help": "on-policy KD with --kd-student-sampling sample: softmax temperature"}
+    )
+    kd_on_policy_max_len_a: float = field(
+        default=1.2, metadata={"help": "on-policy KD: the student's output has at most a*S+b tokens (S: source length)"}
+    )
+    kd_on_policy_max_len_b: int = field(default=10, metadata={"help": "on-policy KD: see --kd-on-policy-max-len-a"})
 
 
 def top_k_support(teacher, topk):
@@ -79,13 +118,15 @@ def top_k_support(teacher, topk):
     return (teacher[0].gather(-1, where) if sparse else where), top
 
 
-def kd_term(student_logits, teacher, target, padding_idx, name, temperature=1.0, topk=0, **params):
+def kd_term(student_logits, teacher, target, padding_idx, name, temperature=1.0, topk=0, kd_mask=None,
+            **params):
     """The KD term: the divergence per target token, summed over non-pad tokens (a scalar).
 
     student_logits: ``[B, T, V]``.
     teacher: ``[B, T, V]`` logits or log-probs whose softmax is the teacher distribution, or a
         sparse teacher ``(ids [B, T, k], log_probs [B, T, k])`` (e.g. from a cache).
-    target: ``[B, T]`` gold ids; positions equal to ``padding_idx`` contribute nothing.
+    target: ``[B, T]`` gold ids; positions equal to ``padding_idx`` contribute nothing, nor do
+        those where the optional ``kd_mask`` ``[B, T]`` (bool) is False (selective KD).
     With ``topk`` > 0 or a sparse teacher, both sides are renormalised over the teacher's ids
     before the divergence (``[B, T, k]`` tensors: small). A dense full-vocabulary teacher in
     training goes through ``kd_objective`` (memory-lean, same value and gradient). A topk-tail /
@@ -95,7 +136,8 @@ def kd_term(student_logits, teacher, target, padding_idx, name, temperature=1.0,
         if topk:
             raise ValueError(f"topk {topk}: only a topk teacher can be cut to its top k")
         per_token = teacher.kd_per_token(student_logits, name, temperature, **params)
-        return per_token.masked_fill(target.eq(padding_idx), 0.0).sum()
+        dropped = target.eq(padding_idx) if kd_mask is None else target.eq(padding_idx) | ~kd_mask
+        return per_token.masked_fill(dropped, 0.0).sum()
     teacher = top_k_support(teacher, topk)
     if isinstance(teacher, tuple):
         ids, teacher_scores = teacher
@@ -104,12 +146,13 @@ def kd_term(student_logits, teacher, target, padding_idx, name, temperature=1.0,
         # dense teacher in training: the memory-lean path (one [tokens x V] kept for backward)
         return kd_objective(
             student_logits, teacher, target, padding_idx, kd_weight=1.0, name=name,
-            temperature=temperature, params=params,
+            temperature=temperature, params=params, kd_mask=kd_mask,
         ).objective
     else:
         teacher_scores, student_scores = teacher, student_logits
     per_token = divergence(name, student_scores, teacher_scores, temperature=temperature, **params)
-    return per_token.masked_fill(target.eq(padding_idx), 0.0).sum()
+    dropped = target.eq(padding_idx) if kd_mask is None else target.eq(padding_idx) | ~kd_mask
+    return per_token.masked_fill(dropped, 0.0).sum()
 
 
 @register_criterion("word_kd", dataclass=WordKDConfig)
@@ -144,6 +187,53 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
         self.kd_divergence = str(cfg.kd_divergence)
         self.kd_topk = cfg.kd_topk
         self.kd_params = divergence_params(self.kd_divergence, skew=cfg.kd_skew, mu=cfg.kd_mu, beta=cfg.kd_beta)
+        self.init_selection(cfg)
+        self.init_on_policy(cfg, teacher)
+
+    def init_selection(self, cfg):
+        """``--kd-select*`` (kd_nmt.criterions.selection), checked before training."""
+        check_selection(str(cfg.kd_select), cfg.kd_select_rate, cfg.kd_select_queue)
+        self.kd_select = str(cfg.kd_select)
+        self.kd_select_rate = cfg.kd_select_rate
+        self.select_queue = CEQueue(cfg.kd_select_queue) if self.kd_select == "global" else None
+        self.selected = None  # the last training batch's selection, for logging
+
+    def init_on_policy(self, cfg, teacher):
+        """``--kd-on-policy*`` (kd_nmt.criterions.on_policy), checked before training."""
+        sampling = str(cfg.kd_student_sampling)
+        check_on_policy(cfg.kd_on_policy, sampling, cfg.kd_sampling_temperature,
+                        cfg.kd_on_policy_max_len_a, cfg.kd_on_policy_max_len_b)
+        self.kd_on_policy = cfg.kd_on_policy
+        self.on_policy_decoding = dict(
+            sampling=sampling, temperature=cfg.kd_sampling_temperature,
+            max_len_a=cfg.kd_on_policy_max_len_a, max_len_b=cfg.kd_on_policy_max_len_b,
+        )
+        if not self.kd_on_policy:
+            return
+        flag = f"--kd-on-policy {cfg.kd_on_policy}"
+        if not isinstance(teacher, Teacher):
+            raise KDNMTError(
+                f"{flag} needs a live teacher (--teacher-path): a teacher cache holds distributions on "
+                "the gold prefixes only, not on the student's own outputs"
+            )
+        if self.kd_select != "none":
+            raise KDNMTError(
+                f"{flag} and --kd-select {self.kd_select} cannot be combined: selection ranks tokens by "
+                "their gold CE, which the student's own outputs do not have"
+            )
+        if self.ignore_prefix_size:
+            raise KDNMTError(f"{flag} does not support --ignore-prefix-size (the student's outputs have no prefix)")
+        if getattr(self.task.cfg, "left_pad_target", False):
+            raise KDNMTError(f"{flag} needs right-padded targets (no --left-pad-target)")
+
+    def training_state(self):
+        """State to resume with, beside the model's (``kd_nmt.checkpoint`` saves it in the
+        checkpoint's ``extra_state``): the ``--kd-select global`` queue."""
+        return {"select_queue": self.select_queue.state_dict()} if self.select_queue is not None else {}
+
+    def load_training_state(self, state):
+        if self.select_queue is not None and "select_queue" in state:
+            self.select_queue.load_state_dict(state["select_queue"])
 
     @classmethod
     def criterion_name(cls):
@@ -156,22 +246,37 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
             return tuple(self.positions(part) for part in x)
         return x[:, self.ignore_prefix_size:] if self.ignore_prefix_size else x
 
-    def teacher_on(self, sample, like):
-        """The teacher on ``sample``'s gold prefix, at the CE term's positions, cut to --kd-topk:
-        ``(dist, target, teacher_nll)``; ``teacher_nll`` summed over the non-pad tokens."""
+    def teacher_on(self, sample, like, ce_mask=None):
+        """The teacher on ``sample``'s prefix, at the CE term's positions, cut to --kd-topk:
+        ``(dist, target, teacher_nll)``; ``teacher_nll`` summed over the non-pad tokens (within
+        ``ce_mask``, the gold rows of an on-policy batch)."""
         dist, teacher_nll = self.task.teacher.distribution(sample, like=like)
         target = self.positions(sample["target"])
-        teacher_nll = self.positions(teacher_nll).masked_fill(target.eq(self.padding_idx), 0.0).sum()
+        dropped = target.eq(self.padding_idx) if ce_mask is None else target.eq(self.padding_idx) | ~ce_mask
+        teacher_nll = self.positions(teacher_nll).masked_fill(dropped, 0.0).sum()
         return top_k_support(self.positions(dist), self.kd_topk), target, teacher_nll
 
-    def kd_and_teacher_nll(self, student_logits, sample):
+    def kd_and_teacher_nll(self, student_logits, sample, kd_mask=None):
         """(KD term, teacher's gold NLL), sums over ``sample``'s tokens, for ``student_logits``."""
         dist, target, teacher_nll = self.teacher_on(sample, like=student_logits)
         kd = kd_term(
             self.positions(student_logits), dist, target, self.padding_idx, self.kd_divergence,
-            self.kd_temperature, **self.kd_params,
+            self.kd_temperature, kd_mask=kd_mask, **self.kd_params,
         )
         return kd, teacher_nll
+
+    def selected_tokens(self, logits, target):
+        """``[B, T]`` bool: the tokens the KD term covers under ``--kd-select`` (None: all of them).
+
+        ``logits`` and ``target`` at the CE term's positions; training batches only.
+        """
+        if self.kd_select == "none":
+            return None
+        ce = student_gold_ce(logits, target)
+        real = target.ne(self.padding_idx)
+        if self.kd_select == "batch":
+            return select_in_batch(ce, real, self.kd_select_rate)
+        return self.select_queue.select(ce, real, self.kd_select_rate)
 
     def objective_from(self, ce, kd):
         """The objective from its two terms (sums, or ``[B]`` per sentence)."""
@@ -190,12 +295,20 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
             and getattr(decoder, "adaptive_softmax", None) is None
         )
 
-    def training_objective(self, model, net_output, sample) -> ObjectiveParts:
-        """The objective and its parts, sums over the batch's gold tokens."""
+    def training_objective(self, model, net_output, sample, ce_mask=None, kd_mask=None) -> ObjectiveParts:
+        """The objective and its parts, sums over the batch's gold tokens.
+
+        ``kd_mask`` None: ``--kd-select`` chooses the KD term's tokens. ``ce_mask`` / ``kd_mask``
+        given (an on-policy batch): the rows of each term, see ``kd_objective``.
+        """
         logits = net_output[0]
+        if kd_mask is None:  # (kept for logging: the fraction selected)
+            kd_mask = self.selected = self.selected_tokens(self.positions(logits), self.positions(sample["target"]))
         if not self.uses_one_pass(model, logits):
+            if ce_mask is not None:
+                raise KDNMTError("--kd-on-policy needs a plain output layer (no adaptive softmax)")
             ce, nll = self.compute_loss(model, net_output, sample, reduce=True)
-            kd, teacher_nll = self.kd_and_teacher_nll(logits, sample)
+            kd, teacher_nll = self.kd_and_teacher_nll(logits, sample, kd_mask)
             return ObjectiveParts(self.objective_from(ce, kd), ce, nll, kd, teacher_nll)
         teacher = self.task.teacher
         if hasattr(teacher, "dense") and not 0 < self.kd_topk < logits.size(-1):
@@ -203,22 +316,47 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
             target = self.positions(sample["target"])
             dist, teacher_nll = self.positions(teacher.dense(sample, like=logits)), None
         else:  # a cache (sparse), or a live teacher cut to --kd-topk
-            dist, target, teacher_nll = self.teacher_on(sample, like=logits)
+            dist, target, teacher_nll = self.teacher_on(sample, like=logits, ce_mask=ce_mask)
         parts = kd_objective(
             self.positions(logits), dist, target, self.padding_idx,
             ce_weight=1.0 - self.kd_alpha, epsilon=self.eps,
             kd_weight=self.kd_alpha * self.kd_temperature ** 2, name=self.kd_divergence,
             temperature=self.kd_temperature, params=self.kd_params,
-            consume_teacher=True, nll_of_teacher=teacher_nll is None,
+            consume_teacher=True, nll_of_teacher=teacher_nll is None, ce_mask=ce_mask, kd_mask=kd_mask,
         )
         return parts if teacher_nll is None else parts._replace(teacher_nll=teacher_nll)
 
+    def on_policy_forward(self, model, sample):
+        """``(gold net_output, ObjectiveParts, m)`` of a training batch under ``--kd-on-policy``:
+        ``m`` sentences' KD term on the student's own output (kd_nmt.criterions.on_policy)."""
+        net_input = sample["net_input"]
+        rows = pick_rows(sample["target"].size(0), self.kd_on_policy, device=sample["target"].device)
+        if not rows.numel():
+            net_output = model(**net_input)
+            return net_output, self.training_objective(model, net_output, sample), 0
+        eos = self.task.target_dictionary.eos()
+        outputs = student_outputs(
+            model, net_input["src_tokens"][rows], net_input["src_lengths"][rows],
+            pad=self.padding_idx, eos=eos, **self.on_policy_decoding,
+        )
+        joint, target, ce_mask, kd_mask = joint_batch(sample, rows, outputs, self.padding_idx, eos)
+        logits, extra = model(**joint)
+        parts = self.training_objective(
+            model, (logits, extra), {**sample, "net_input": joint, "target": target}, ce_mask, kd_mask
+        )
+        bsz, t_gold = sample["target"].shape
+        return (logits[:bsz, :t_gold], extra), parts, int(rows.numel())
+
     def forward(self, model, sample, reduce=True):
-        net_output = model(**sample["net_input"])
-        kd = teacher_nll = None
-        if model.training:
+        kd = teacher_nll = on_policy = self.selected = None
+        if model.training and self.kd_on_policy:
+            net_output, parts, on_policy = self.on_policy_forward(model, sample)
+            loss, ce, nll, kd, teacher_nll = parts
+        elif model.training:
+            net_output = model(**sample["net_input"])
             loss, ce, nll, kd, teacher_nll = self.training_objective(model, net_output, sample)
         else:  # validation: the student's CE on gold is the loss; KD logged beside it
+            net_output = model(**sample["net_input"])
             ce, nll = self.compute_loss(model, net_output, sample, reduce=reduce)
             loss = ce
             # kd_nmt.cache: a teacher cache covers only the split it was built on (train), so
@@ -236,6 +374,10 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
         }
         if kd is not None:  # (None: validation with a teacher cache, see above)
             logging_output.update(kd_loss=kd.data, teacher_nll_loss=teacher_nll.data)
+        if self.selected is not None:  # --kd-select: tokens of the KD term
+            logging_output["kd_selected_tokens"] = int(self.selected.sum())
+        if on_policy is not None:  # --kd-on-policy: sentences of the KD term on the student's output
+            logging_output["on_policy_sentences"] = on_policy
         if self.report_accuracy:
             n_correct, total = self.compute_accuracy(model, net_output, sample)
             logging_output["n_correct"] = utils.item(n_correct.data)
@@ -251,6 +393,15 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
                 continue  # kd_loss / teacher_nll_loss: not computed (validation, teacher cache)
             total = sum(log.get(key, 0) for log in logging_outputs)
             metrics.log_scalar(key, total / max(ntokens, 1) / math.log(2), ntokens, round=3)
+        # the fraction of the gold tokens the KD term covered (--kd-select), and of the
+        # sentences whose KD term was on the student's output (--kd-on-policy)
+        if any("kd_selected_tokens" in log for log in logging_outputs):
+            selected = sum(log.get("kd_selected_tokens", 0) for log in logging_outputs)
+            metrics.log_scalar("kd_selected", selected / max(ntokens, 1), ntokens, round=4)
+        if any("on_policy_sentences" in log for log in logging_outputs):
+            nsentences = sum(log.get("nsentences", 0) for log in logging_outputs)
+            sentences = sum(log.get("on_policy_sentences", 0) for log in logging_outputs)
+            metrics.log_scalar("on_policy", sentences / max(nsentences, 1), nsentences, round=4)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
