@@ -13,6 +13,7 @@ any moment leaves either a finished chunk or none. A rerun whose manifest differ
 stored one (other input, teacher or decoding options) is refused with the differing fields
 named; ``--restart`` discards the old work instead.
 """
+import contextlib
 import fcntl
 import json
 import os
@@ -47,14 +48,15 @@ def atomic_write(path, text):
     os.replace(tmp, path)
 
 
-def atomic_concat(parts, path):
-    """Concatenate the files ``parts`` into ``path`` atomically (temporary file + os.replace)."""
+@contextlib.contextmanager
+def atomic_file(path, binary=False):
+    """Write ``path`` through a temporary sibling: fsynced and renamed over ``path`` when the
+    block ends, removed if it raises (a reader never sees a half-written file)."""
     tmp = f"{path}.tmp.{os.getpid()}"
+    text = {} if binary else {"encoding": "utf-8", "newline": "\n"}
     try:
-        with open(tmp, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as f:
-                    shutil.copyfileobj(f, out, 1 << 20)
+        with open(tmp, "wb" if binary else "w", **text) as out:
+            yield out
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
@@ -63,6 +65,14 @@ def atomic_concat(parts, path):
             os.unlink(tmp)
         raise
     fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def atomic_concat(parts, path):
+    """Concatenate the files ``parts`` into ``path`` atomically (temporary file + os.replace)."""
+    with atomic_file(path, binary=True) as out:
+        for part in parts:
+            with open(part, "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 20)
 
 
 class WorkDir:

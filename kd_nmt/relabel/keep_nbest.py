@@ -21,7 +21,7 @@ from kd_nmt.common.args import ArgumentParser, check_minimums
 from kd_nmt.common.lines import TextFile
 from kd_nmt.common.logging_setup import status
 from kd_nmt.errors import KDNMTError
-from kd_nmt.relabel.chunks import fsync_dir
+from kd_nmt.relabel.chunks import atomic_file
 
 
 def top_hypotheses(hypotheses, keep, source, line_id, where):
@@ -42,19 +42,9 @@ def top_hypotheses(hypotheses, keep, source, line_id, where):
 
 def write_lines_atomic(path, lines):
     """Stream ``lines`` (each without its newline) into ``path`` via a temporary file + os.replace."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            for line in lines:
-                f.write(line + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    fsync_dir(os.path.dirname(os.path.abspath(path)))
+    with atomic_file(path) as f:
+        for line in lines:
+            f.write(line + "\n")
 
 
 def repeated(lines, keep):
