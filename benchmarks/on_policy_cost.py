@@ -26,13 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import kd_nmt.registry  # noqa: F401  (the plugin's registrations)
 
-TINY = [
-    "--arch", "transformer", "--encoder-layers", "1", "--decoder-layers", "1",
-    "--encoder-embed-dim", "64", "--decoder-embed-dim", "64",
-    "--encoder-ffn-embed-dim", "128", "--decoder-ffn-embed-dim", "128",
-    "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
-    "--share-all-embeddings", "--dropout", "0.0",
-]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import TINY_ARCH as TINY  # noqa: E402  (the tests' transformer that trains in seconds)
 CONFIGS = {
     "word_kd": [],
     "select_batch_0.5": ["--kd-select", "batch", "--kd-select-rate", "0.5"],

@@ -35,13 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-TINY = [
-    "--arch", "transformer", "--encoder-layers", "1", "--decoder-layers", "1",
-    "--encoder-embed-dim", "64", "--decoder-embed-dim", "64",
-    "--encoder-ffn-embed-dim", "128", "--decoder-ffn-embed-dim", "128",
-    "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
-    "--share-all-embeddings", "--dropout", "0.0",
-]
+from helpers import TINY_ARCH as TINY  # noqa: E402  (the tests' transformer that trains in seconds)
 COMMON = [
     "--optimizer", "adam", "--lr", "0.003", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "10",
     "--max-tokens", "2000", "--cpu", "--seed", "1", "--log-format", "simple", "--no-progress-bar",

@@ -6,8 +6,10 @@ the fixtures themselves (the fixture corpus tokenized and binarized, a tiny teac
 """
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -54,6 +56,23 @@ def run(cmd, check=True, env=None, timeout=600, **kwargs):
             f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-4000:]}"
         )
     return proc
+
+
+def kill_after_first_chunk(cmd, chunks, extra_env=None):
+    """Start ``cmd`` (a resumable ``kd-nmt relabel``), SIGKILL it once ``chunks``/000000.txt exists.
+
+    Fails if the run ends by itself first or writes no chunk within 300 s.
+    """
+    env = dict(os.environ, PYTHONWARNINGS="ignore", **(extra_env or {}))
+    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 300
+    while not (chunks / "000000.txt").exists():
+        assert proc.poll() is None, "relabel ended before writing its first chunk"
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
 
 
 def train_losses(log_text, prefix="train_inner", key="loss"):

@@ -4,15 +4,11 @@ The first tests need no teacher (hand-written n-best files); the others decode t
 the tiny teacher, one CPU thread.
 """
 import json
-import os
-import signal
-import subprocess
-import time
 
 import pytest
 import torch
 
-from helpers import tool
+from helpers import kill_after_first_chunk, tool
 
 from kd_nmt import cli as kd_cli
 
@@ -156,17 +152,7 @@ def test_keep_nbest_kill_9_then_rerun_is_byte_identical(capsys, keep3, tokenized
     args = relabel_args(teacher_checkpoint, data_bin, tokenized / "test.de", out,
                         "--keep-nbest", "3", "--chunk-size", "3")
     chunks = tmp_path / "test.kd.en.chunks"
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-    proc = subprocess.Popen([tool("kd-nmt"), *map(str, args), "--threads", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.time() + 300
-    while not (chunks / "000000.txt").exists():
-        assert proc.poll() is None, "relabel ended before writing its first chunk"
-        assert time.time() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_first_chunk([tool("kd-nmt"), *args, "--threads", "1"], chunks, {"OMP_NUM_THREADS": "1"})
     assert not out.exists(), "the run finished before it was killed: give it more chunks"
     done = sorted(p.name for p in chunks.glob("*.txt"))
     assert 1 <= len(done) < 20

@@ -9,14 +9,11 @@ import math
 import os
 import re
 import shutil
-import signal
-import subprocess
-import time
 
 import pytest
 import torch
 
-from helpers import PLUGIN, TINY_ARCH, run, tool
+from helpers import PLUGIN, TINY_ARCH, kill_after_first_chunk, run, tool
 
 from kd_nmt import cli as kd_cli
 from kd_nmt.common.hashing import sha256_file
@@ -132,17 +129,7 @@ def test_kill_9_then_rerun_is_byte_identical(capsys, reference_run, tokenized, d
     args = [*base_args(teacher_checkpoint, data_bin, tokenized / "test.de", out),
             "--beam", "5", "--chunk-size", "3"]
     chunks = tmp_path / "test.kd.en.chunks"
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-    proc = subprocess.Popen([tool("kd-nmt"), "relabel", *map(str, args), "--threads", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.time() + 300
-    while not (chunks / "000000.txt").exists():
-        assert proc.poll() is None, "relabel ended before writing its first chunk"
-        assert time.time() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_first_chunk([tool("kd-nmt"), "relabel", *args, "--threads", "1"], chunks)
     assert not out.exists(), "the run finished before it was killed: give it more chunks"
     done = sorted(p.name for p in chunks.glob("*.txt"))
     assert 1 <= len(done) < 20
