@@ -109,14 +109,10 @@ corpus_and_teacher() {
     export TEACHER
 }
 
-# student METHOD SAVE_DIR DATA_DIR ARCH UPDATES TEACHER SEQKD_BIN [more options]: one KD method;
-# STUDENT_ARGS (environment, word-split) are added to every student's options, e.g. the
-# teacher-initialised start of scripts/shrink_teacher.py (--finetune-from-model INIT.pt)
+# student METHOD SAVE_DIR DATA_DIR ARCH UPDATES TEACHER SEQKD_BIN [more options]: one KD method
 student() {
     local method=$1 save=$2 data=$3 arch=$4 updates=$5 teacher=$6 seqkd=$7
     shift 7
-    # shellcheck disable=SC2086  # STUDENT_ARGS: options, split on spaces
-    set -- ${STUDENT_ARGS:-} "$@"
     local ce=(--task translation --criterion label_smoothed_cross_entropy)
     local kd=(--task kd_translation --teacher-path "$teacher" --criterion word_kd
               --kd-alpha 0.5 --kd-divergence "$DIVERGENCE")
