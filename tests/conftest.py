@@ -5,9 +5,18 @@ run (a few seconds each on 2 CPU cores) and shared by every test that needs them
 them, or start processes of their own, are marked ``slow`` (``pytest -m "not slow"`` runs the
 rest in well under a minute).
 """
+import os
+
 import pytest
+import torch
 
 from helpers import FIXTURE, PLUGIN, SPLITS, TINY_ARCH, TRAIN_COMMON, run, tool
+
+# `make test` runs two pytest-xdist workers on the 2 cores: each worker, and every process it
+# starts, computes on one thread (two workers of two threads each fight over the cores)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 # fixtures that train or binarize in subprocesses: a test using one is slow
 SUBPROCESS_FIXTURES = {"tokenized", "data_bin", "teacher_checkpoint"}

@@ -31,6 +31,7 @@ TRICKY = (
 )
 
 
+@pytest.mark.slow  # runs fairseq-preprocess
 def test_lines_are_read_as_fairseq_preprocess_reads_them(tmp_path):
     text = tmp_path / "tricky.x"
     text.write_bytes(TRICKY.encode("utf-8"))

@@ -44,12 +44,14 @@ def lines(path):
 
 # --- the command-line contract --------------------------------------------------------------
 
+@pytest.mark.slow  # one process per tool
 @pytest.mark.parametrize("name", ["prepare_corpus", "export_ct2", "average_checkpoints"])
 def test_help_has_an_example(name):
     out = script(name, "--help").stdout
     assert "example:" in out and f"scripts/{name}.py" in out
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_status_2(tmp_path):
     raw = corpus(tmp_path, {"train.de": "a\nb\n", "train.en": "a\n", "valid.de": "a\n", "valid.en": "a\n"})
     proc = script("prepare_corpus", "--raw", raw, "--out", tmp_path / "out", check=False)
@@ -103,6 +105,7 @@ def test_test_split_with_one_side_or_odd_name(tmp_path):
     assert "test split 'test.2019'" in prepare_error(raw, tmp_path)
 
 
+@pytest.mark.slow  # prepare_corpus + fairseq-preprocess
 def test_any_corpus_becomes_an_aligned_data_bin(tmp_path):
     """fr-en with a test_news split; a U+2028 inside a line (str.splitlines would split it) stays one line."""
     from fairseq.data import Dictionary, data_utils

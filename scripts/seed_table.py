@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""One table over seeds: mean ± sd of BLEU/chrF per student, from each seed's ``kd-nmt bench``.
+
+    python scripts/seed_table.py results/kim_rush --baseline baseline
+
+reads every ``RESULTS/seed*/bench.csv`` (one ``kd-nmt bench`` per seed, whose rows carry the
+``method`` and ``size`` columns of their ``--names``; the teacher row, which has no method, is left
+out) and prints a Markdown table: one row per (size, method) in the order they first appear (a
+size column where the names carry one), the number of seeds, BLEU and chrF as mean ± sample sd
+for each decoding, and each seed's paired bootstrap p-value of BLEU (last decoding, e.g. beam 5)
+against that seed's ``--baseline`` method, as the bench computed it. ``--train-pairs WORK`` adds
+the number of training pairs of each Seq-KD data set (``WORK/seqkd<+parts>-bin/relabel.json``),
+for the Seq-KD data study.
+"""
+import csv
+import glob
+import json
+import os
+import statistics
+
+from tool_common import run_tool
+
+from kd_nmt.common.args import ArgumentParser
+from kd_nmt.errors import KDNMTError
+
+
+def read_rows(results):
+    paths = sorted(glob.glob(os.path.join(results, "seed*", "bench.csv")))
+    if not paths:
+        raise KDNMTError(f"no {results}/seed*/bench.csv: run the recipe's bench step first")
+    rows = []
+    for path in paths:
+        seed = os.path.basename(os.path.dirname(path))[len("seed"):]
+        with open(path, encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                if row.get("method"):
+                    rows.append({**row, "seed": row.get("seed") or seed})
+    return rows
+
+
+def mean_sd(values):
+    """``"m ± s"`` (two decimals; sd 0 for one value)."""
+    values = [float(v) for v in values]
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {sd:.2f}"
+
+
+def train_pairs(work, method):
+    """Training pairs of a Seq-KD variant's data-bin (``seq_kd+filter`` -> ``seqkd+filter-bin``)."""
+    suffix = method.split("+", 1)[1] if "+" in method else ""
+    path = os.path.join(work, f"seqkd{'+' + suffix if suffix else ''}-bin", "relabel.json")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)["train_sentences"]
+
+
+def table(rows, baseline, work=None):
+    """The Markdown lines."""
+    decodes = sorted({r["decode"] for r in rows}, key=lambda d: d != "greedy")
+    keys = list(dict.fromkeys((r.get("size", ""), r["method"]) for r in rows))
+    sized = any(size for size, _ in keys)  # a size column only where the names carry one
+    head = "| " + ("size | " if sized else "") + "method | " + ("train pairs | " if work else "") + "seeds | "
+    head += " | ".join(f"BLEU {d} | chrF {d}" for d in decodes) + f" | p BLEU vs {baseline} (per seed) |"
+    lines = [head, "|" + "---|" * (1 + sized) + ("---:|" if work else "") + "---:|"
+             + "---:|---:|" * len(decodes) + "---|"]
+    for size, method in keys:
+        mine = [r for r in rows if r.get("size", "") == size and r["method"] == method]
+        cells = []
+        for d in decodes:
+            got = [r for r in mine if r["decode"] == d]
+            cells += [mean_sd(r["bleu"] for r in got), mean_sd(r["chrf"] for r in got)]
+        last = sorted((r for r in mine if r["decode"] == decodes[-1]), key=lambda r: r["seed"])
+        p = "(baseline)" if method == baseline else ", ".join(
+            f"{float(r['p_bleu']):.3f}" if r["p_bleu"] else "-" for r in last)
+        pairs = f"{train_pairs(work, method)} | " if work else ""
+        n_seeds = len({r["seed"] for r in mine})
+        first = f"| {size} | {method} | " if sized else f"| {method} | "
+        lines.append(f"{first}{pairs}{n_seeds} | " + " | ".join(cells) + f" | {p} |")
+    lines += ["", f"mean ± sd over seeds; p: paired bootstrap of BLEU ({decodes[-1]}) against the same "
+              f"seed's {baseline} student (kd-nmt bench, sacreBLEU, 1,000 resamples)."]
+    return lines
+
+
+def main(argv):
+    parser = ArgumentParser(prog="seed_table", description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", help="folder with seed*/bench.csv")
+    parser.add_argument("--baseline", required=True, help="the method the p-values compare against")
+    parser.add_argument("--train-pairs", metavar="WORK",
+                        help="add each Seq-KD data set's training pairs (WORK/seqkd*-bin/relabel.json)")
+    args = parser.parse_args(argv)
+    print("\n".join(table(read_rows(args.results), args.baseline, args.train_pairs)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_tool("seed_table", main))

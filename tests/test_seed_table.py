@@ -1,0 +1,58 @@
+"""scripts/seed_table.py: the mean ± sd table over seeds, against numbers computed by hand."""
+import csv
+import sys
+
+import pytest
+
+from helpers import REPO
+from kd_nmt.errors import KDNMTError
+
+sys.path.insert(0, str(REPO / "scripts"))
+
+import seed_table  # noqa: E402
+
+FIELDS = ["name", "method", "size", "seed", "decode", "bleu", "chrf", "p_bleu"]
+
+
+def bench_csv(results, seed, rows):
+    """RESULTS/seedS/bench.csv with a teacher row first, as grid_bench writes it."""
+    folder = results / f"seed{seed}"
+    folder.mkdir(parents=True)
+    with open(folder / "bench.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        writer.writeheader()
+        writer.writerow({"name": "teacher", "decode": "beam5", "bleu": "99", "chrf": "99", "p_bleu": "0.001"})
+        for method, decode, bleu, chrf, p in rows:
+            writer.writerow({"name": f"{method}/d2/{seed}", "method": method, "size": "d2", "seed": seed,
+                             "decode": decode, "bleu": bleu, "chrf": chrf, "p_bleu": p})
+
+
+def test_mean_sd_and_per_seed_p_values(tmp_path):
+    bench_csv(tmp_path, 1, [("baseline", "greedy", 20, 40, ""), ("baseline", "beam5", 22, 44, ""),
+                            ("word_kd", "greedy", 21, 41, "0.2"), ("word_kd", "beam5", 23, 45, "0.04")])
+    bench_csv(tmp_path, 2, [("baseline", "greedy", 22, 42, ""), ("baseline", "beam5", 24, 46, ""),
+                            ("word_kd", "greedy", 24, 41, "0.3"), ("word_kd", "beam5", 26, 45, "0.5")])
+    lines = seed_table.table(seed_table.read_rows(tmp_path), "baseline")
+    assert lines[0].startswith("| size | method | seeds | BLEU greedy | chrF greedy | BLEU beam5 |")
+    # baseline beam5 BLEU 22, 24: mean 23, sample sd sqrt(((22-23)^2 + (24-23)^2) / 1) = 1.414
+    assert lines[2] == "| d2 | baseline | 2 | 21.00 ± 1.41 | 41.00 ± 1.41 | 23.00 ± 1.41 | 45.00 ± 1.41 | (baseline) |"
+    # word_kd greedy BLEU 21, 24: mean 22.5, sd 2.121; chrF 41, 41: sd 0; p of beam5 per seed
+    assert lines[3] == "| d2 | word_kd | 2 | 22.50 ± 2.12 | 41.00 ± 0.00 | 24.50 ± 2.12 | 45.00 ± 0.00 | 0.040, 0.500 |"
+    assert len([line for line in lines if line.startswith("| d2")]) == 2  # the teacher rows are left out
+
+
+def test_without_sizes_and_with_the_seqkd_data_sizes(tmp_path):
+    bench_csv(tmp_path / "results", 1, [("seq_kd", "beam5", 20, 40, ""), ("seq_kd+filter", "beam5", 21, 41, "0.3")])
+    for suffix, pairs in (("", 5000), ("+filter", 4750)):
+        (tmp_path / f"seqkd{suffix}-bin").mkdir()
+        (tmp_path / f"seqkd{suffix}-bin" / "relabel.json").write_text(f'{{"train_sentences": {pairs}}}')
+    rows = [{**r, "size": ""} for r in seed_table.read_rows(tmp_path / "results")]
+    lines = seed_table.table(rows, "seq_kd", work=str(tmp_path))
+    assert lines[0] == "| method | train pairs | seeds | BLEU beam5 | chrF beam5 | p BLEU vs seq_kd (per seed) |"
+    assert lines[1] == "|---|---:|---:|---:|---:|---|"
+    assert lines[3] == "| seq_kd+filter | 4750 | 1 | 21.00 ± 0.00 | 41.00 ± 0.00 | 0.300 |"
+
+
+def test_no_bench_files_is_one_error(tmp_path):
+    with pytest.raises(KDNMTError, match="seed\\*/bench.csv"):
+        seed_table.read_rows(tmp_path)
