@@ -162,6 +162,28 @@ bench() {
         --threads "$THREADS" --names $names ${BASELINE:+--baseline "$BASELINE"} --out "$out"
 }
 
+# deploy OUT DATA_DIR SPLIT NAMES CHECKPOINTS...: the deployment table (kd-nmt bench --deploy:
+# CTranslate2 int8 and fairseq float32 on one thread — BLEU/chrF, sentences/s and words/s,
+# latency at batch 1 over the first 50 lines, peak RSS, model size, a speed-quality plot) on the
+# first DEPLOY_LINES (300; 0 = all) raw lines of SPLIT
+deploy() {
+    local out=$1 data=$2 split=$3 names=$4 lines=${DEPLOY_LINES:-300}
+    shift 4
+    if [ -e "$out/deploy.md" ]; then log "skip $out (done)"; return; fi
+    log "deployment table on ${lines/#0/all} lines of $split -> $out"
+    local src=$data/raw/$split.de ref=$data/raw/$split.en
+    mkdir -p "$out"
+    if [ "$lines" -gt 0 ]; then
+        head -n "$lines" "$src" >"$out/input.de" && src=$out/input.de
+        head -n "$lines" "$ref" >"$out/reference.en" && ref=$out/reference.en
+    fi
+    # shellcheck disable=SC2086
+    kd-nmt bench --deploy --checkpoint "$@" --names $names --data-bin "$data/bin" \
+        --spm "$data/spm.model" --input "$src" --reference "$ref" --source-lang de --target-lang en \
+        --beam "$BEAM" --max-len-a 1.2 --max-len-b 10 --threads 1 --latency-lines 50 \
+        --no-progress --out "$out"
+}
+
 # seq_inter_relabel TEACHER DATA_DIR OUT_BIN: Seq-Inter — the teacher's 5-best, per line the
 # hypothesis with the best sentence BLEU against the gold target
 seq_inter_relabel() {
