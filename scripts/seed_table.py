@@ -7,8 +7,8 @@ reads every ``RESULTS/seed*/bench.csv`` (one ``kd-nmt bench`` per seed, whose ro
 ``method`` and ``size`` columns of their ``--names``; the teacher row, which has no method, is left
 out) and prints a Markdown table: one row per (size, method) in the order they first appear (a
 size column where the names carry one), the number of seeds, BLEU and chrF as mean ± sample sd
-for each decoding, and each seed's paired bootstrap p-value of BLEU (last decoding, e.g. beam 5)
-against that seed's ``--baseline`` method, as the bench computed it. ``--train-pairs WORK`` adds
+for each decoding, and per seed the BLEU difference (last decoding, e.g. beam 5) to that seed's
+``--baseline`` method with its paired bootstrap p-value, as the bench computed it. ``--train-pairs WORK`` adds
 the number of training pairs of each Seq-KD data set (``WORK/seqkd<+parts>-bin/relabel.json``),
 for the Seq-KD data study.
 """
@@ -53,13 +53,21 @@ def train_pairs(work, method):
         return json.load(f)["train_sentences"]
 
 
+def versus(row, rows, baseline):
+    """``"+0.32 (0.074)"``: BLEU minus the same seed's, size's and decoding's baseline, and the bench's p."""
+    same = [r for r in rows if r["method"] == baseline and r["seed"] == row["seed"]
+            and r.get("size", "") == row.get("size", "") and r["decode"] == row["decode"]]
+    delta = f"{float(row['bleu']) - float(same[0]['bleu']):+.2f} " if same else ""
+    return delta + (f"({float(row['p_bleu']):.3f})" if row["p_bleu"] else "(-)")
+
+
 def table(rows, baseline, work=None):
     """The Markdown lines."""
     decodes = sorted({r["decode"] for r in rows}, key=lambda d: d != "greedy")
     keys = list(dict.fromkeys((r.get("size", ""), r["method"]) for r in rows))
     sized = any(size for size, _ in keys)  # a size column only where the names carry one
     head = "| " + ("size | " if sized else "") + "method | " + ("train pairs | " if work else "") + "seeds | "
-    head += " | ".join(f"BLEU {d} | chrF {d}" for d in decodes) + f" | p BLEU vs {baseline} (per seed) |"
+    head += " | ".join(f"BLEU {d} | chrF {d}" for d in decodes) + f" | Δ BLEU vs {baseline} (p), per seed |"
     lines = [head, "|" + "---|" * (1 + sized) + ("---:|" if work else "") + "---:|"
              + "---:|---:|" * len(decodes) + "---|"]
     for size, method in keys:
@@ -69,14 +77,13 @@ def table(rows, baseline, work=None):
             got = [r for r in mine if r["decode"] == d]
             cells += [mean_sd(r["bleu"] for r in got), mean_sd(r["chrf"] for r in got)]
         last = sorted((r for r in mine if r["decode"] == decodes[-1]), key=lambda r: r["seed"])
-        p = "(baseline)" if method == baseline else ", ".join(
-            f"{float(r['p_bleu']):.3f}" if r["p_bleu"] else "-" for r in last)
+        p = "(baseline)" if method == baseline else ", ".join(versus(r, rows, baseline) for r in last)
         pairs = f"{train_pairs(work, method)} | " if work else ""
         n_seeds = len({r["seed"] for r in mine})
         first = f"| {size} | {method} | " if sized else f"| {method} | "
         lines.append(f"{first}{pairs}{n_seeds} | " + " | ".join(cells) + f" | {p} |")
-    lines += ["", f"mean ± sd over seeds; p: paired bootstrap of BLEU ({decodes[-1]}) against the same "
-              f"seed's {baseline} student (kd-nmt bench, sacreBLEU, 1,000 resamples)."]
+    lines += ["", f"mean ± sd over seeds; Δ: BLEU ({decodes[-1]}) minus the same seed's {baseline} student's, "
+              "p: the paired bootstrap of that difference (kd-nmt bench, sacreBLEU, 1,000 resamples)."]
     return lines
 
 

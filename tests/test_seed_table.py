@@ -34,10 +34,12 @@ def test_mean_sd_and_per_seed_p_values(tmp_path):
                             ("word_kd", "greedy", 24, 41, "0.3"), ("word_kd", "beam5", 26, 45, "0.5")])
     lines = seed_table.table(seed_table.read_rows(tmp_path), "baseline")
     assert lines[0].startswith("| size | method | seeds | BLEU greedy | chrF greedy | BLEU beam5 |")
+    assert lines[0].endswith("| Δ BLEU vs baseline (p), per seed |")
     # baseline beam5 BLEU 22, 24: mean 23, sample sd sqrt(((22-23)^2 + (24-23)^2) / 1) = 1.414
     assert lines[2] == "| d2 | baseline | 2 | 21.00 ± 1.41 | 41.00 ± 1.41 | 23.00 ± 1.41 | 45.00 ± 1.41 | (baseline) |"
-    # word_kd greedy BLEU 21, 24: mean 22.5, sd 2.121; chrF 41, 41: sd 0; p of beam5 per seed
-    assert lines[3] == "| d2 | word_kd | 2 | 22.50 ± 2.12 | 41.00 ± 0.00 | 24.50 ± 2.12 | 45.00 ± 0.00 | 0.040, 0.500 |"
+    # word_kd greedy BLEU 21, 24: mean 22.5, sd 2.121; chrF 41, 41: sd 0; beam5 per seed: 23 - 22, 26 - 24
+    assert lines[3] == ("| d2 | word_kd | 2 | 22.50 ± 2.12 | 41.00 ± 0.00 | 24.50 ± 2.12 | 45.00 ± 0.00 "
+                        "| +1.00 (0.040), +2.00 (0.500) |")
     assert len([line for line in lines if line.startswith("| d2")]) == 2  # the teacher rows are left out
 
 
@@ -48,9 +50,9 @@ def test_without_sizes_and_with_the_seqkd_data_sizes(tmp_path):
         (tmp_path / f"seqkd{suffix}-bin" / "relabel.json").write_text(f'{{"train_sentences": {pairs}}}')
     rows = [{**r, "size": ""} for r in seed_table.read_rows(tmp_path / "results")]
     lines = seed_table.table(rows, "seq_kd", work=str(tmp_path))
-    assert lines[0] == "| method | train pairs | seeds | BLEU beam5 | chrF beam5 | p BLEU vs seq_kd (per seed) |"
+    assert lines[0] == "| method | train pairs | seeds | BLEU beam5 | chrF beam5 | Δ BLEU vs seq_kd (p), per seed |"
     assert lines[1] == "|---|---:|---:|---:|---:|---|"
-    assert lines[3] == "| seq_kd+filter | 4750 | 1 | 21.00 ± 0.00 | 41.00 ± 0.00 | 0.300 |"
+    assert lines[3] == "| seq_kd+filter | 4750 | 1 | 21.00 ± 0.00 | 41.00 ± 0.00 | +1.00 (0.300) |"
 
 
 def test_no_bench_files_is_one_error(tmp_path):
