@@ -146,28 +146,30 @@ relabel() {
         --backend ctranslate2 --binarize-to "$out" "$@"
 }
 
-# bench OUT DATA_DIR SPLIT NAMES CHECKPOINTS...: BLEU/chrF (greedy + beam), speed, size (outputs
-# at most 1.2 x source + 10 tokens: an undertrained student would babble 200 tokens a line); the
+# bench OUT DATA_DIR SPLIT NAMES CHECKPOINTS...: BLEU/chrF (greedy unless BENCH_GREEDY=0, and
+# beam), speed, size (outputs at most 1.2 x source + 10 tokens: an undertrained student would
+# babble 200 tokens a line); the
 # bootstrap baseline is $BASELINE (a name) or else the first checkpoint. NAMES: space-separated,
 # one per checkpoint (see kd-nmt bench --help).
 bench() {
-    local out=$1 data=$2 split=$3 names=$4
+    local out=$1 data=$2 split=$3 names=$4 greedy=()
     shift 4
     if [ -e "$out/bench.md" ]; then log "skip $out (done)"; return; fi
+    [ "${BENCH_GREEDY:-1}" != 0 ] || greedy=(--no-greedy)
     log "bench $split -> $out"
     # shellcheck disable=SC2086
     kd-nmt bench --checkpoint "$@" --data-bin "$data/bin" --split "$split" \
         --spm "$data/spm.model" --reference "$data/raw/$split.en" --beam "$BEAM" \
         --max-len-a 1.2 --max-len-b 10 \
-        --threads "$THREADS" --names $names ${BASELINE:+--baseline "$BASELINE"} --out "$out"
+        --threads "$THREADS" --names $names ${BASELINE:+--baseline "$BASELINE"} --out "$out" "${greedy[@]}"
 }
 
 # deploy OUT DATA_DIR SPLIT NAMES CHECKPOINTS...: the deployment table (kd-nmt bench --deploy:
 # CTranslate2 int8 and fairseq float32 on one thread — BLEU/chrF, sentences/s and words/s,
-# latency at batch 1 over the first 50 lines, peak RSS, model size, a speed-quality plot) on the
-# first DEPLOY_LINES (300; 0 = all) raw lines of SPLIT
+# latency at batch 1 over the first DEPLOY_LATENCY_LINES (25), peak RSS, model size, a
+# speed-quality plot) on the first DEPLOY_LINES (100; 0 = all) raw lines of SPLIT
 deploy() {
-    local out=$1 data=$2 split=$3 names=$4 lines=${DEPLOY_LINES:-300}
+    local out=$1 data=$2 split=$3 names=$4 lines=${DEPLOY_LINES:-100}
     shift 4
     if [ -e "$out/deploy.md" ]; then log "skip $out (done)"; return; fi
     log "deployment table on ${lines/#0/all} lines of $split -> $out"
@@ -180,7 +182,7 @@ deploy() {
     # shellcheck disable=SC2086
     kd-nmt bench --deploy --checkpoint "$@" --names $names --data-bin "$data/bin" \
         --spm "$data/spm.model" --input "$src" --reference "$ref" --source-lang de --target-lang en \
-        --beam "$BEAM" --max-len-a 1.2 --max-len-b 10 --threads 1 --latency-lines 50 \
+        --beam "$BEAM" --max-len-a 1.2 --max-len-b 10 --threads 1 --latency-lines "${DEPLOY_LATENCY_LINES:-25}" \
         --no-progress --out "$out"
 }
 

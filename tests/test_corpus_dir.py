@@ -31,6 +31,6 @@ def test_quickstart_runs_on_a_raw_corpus_dir(tmp_path):
         assert name in table
     assert table in proc.stdout  # the recipe ends by printing it
     deploy = (tmp_path / "results" / "deploy" / "deploy.md").read_text(encoding="utf-8")
-    for name in ("teacher", "baseline/small_d2", "hybrid_kd/small_d2", "ctranslate2-int8", "fairseq-float32"):
+    for name in ("teacher", "hybrid_kd/small_d2", "ctranslate2-int8", "fairseq-float32"):
         assert name in deploy
     assert deploy in proc.stdout  # and then the deployment table
