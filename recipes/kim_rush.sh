@@ -16,6 +16,8 @@
 # into WORK/kim_rush/seedS/<size>/<method>, all from the same shrunk-teacher start (lib.sh's
 # student_init). Knobs: SEEDS (1 2 3), SIZES (transformer_kd_small_d2), STUDENT_UPDATES (60),
 # MAX_TRAIN (5000), WORK (work/quickstart), RESULTS (results/kim_rush), TEST_SPLIT (test_tech),
+# METHODS (the five above; any of lib.sh's student methods, e.g. hybrid_kd, joins the table;
+# another METHODS wants another RESULTS: a seed's finished bench is skipped),
 # plus recipes/lib.sh's (SEED is the data's seed; SEEDS the students').
 # Output: RESULTS/seedS/bench.{csv,md}, RESULTS/summary.md (also printed).
 set -euo pipefail
@@ -26,7 +28,7 @@ cd "$REPO" || exit 1
 : "${SEEDS:=1 2 3}" "${SIZES:=transformer_kd_small_d2}" "${STUDENT_UPDATES:=60}" "${MAX_TRAIN:=5000}"
 : "${WORK:=work/quickstart}" "${RESULTS:=results/kim_rush}" "${TEST_SPLIT:=test_tech}"
 : "${TEACHER_UPDATES:=500}" "${TEACHER_ARCH:=transformer_kd_small}" "${VOCAB:=4000}"  # TRAIN_TEACHER=1 only
-METHODS="baseline word_kd seq_kd seq_inter word_seq"
+: "${METHODS:=baseline word_kd seq_kd seq_inter word_seq}"
 START=$SECONDS
 
 teacher_and_data "$WORK" "$MAX_TRAIN"
