@@ -59,6 +59,18 @@ def test_word_kd_loss_equals_hand_computation(data_bin, teacher_checkpoint, alph
     assert log["ce_loss"].item() == pytest.approx(ce.item(), rel=1e-5)
 
 
+def test_report_accuracy_counts_the_students_argmax_on_gold(data_bin, teacher_checkpoint):
+    _, task, model, criterion = setup_in_process(data_bin, kd_args(teacher_checkpoint, "--report-accuracy"))
+    sample = first_batch(task)
+    model.eval()
+    with torch.no_grad():
+        _, _, log = criterion(model, sample)
+        s_logits = model(**sample["net_input"])[0]
+    mask = sample["target"].ne(task.target_dictionary.pad())
+    assert log["total"] == int(mask.sum())
+    assert log["n_correct"] == int((s_logits.argmax(-1).eq(sample["target"]) & mask).sum())
+
+
 def test_validation_loss_is_student_ce_on_gold(data_bin, teacher_checkpoint):
     _, task, model, criterion = setup_in_process(
         data_bin, kd_args(teacher_checkpoint, "--kd-alpha", "0.9", "--label-smoothing", "0.1")

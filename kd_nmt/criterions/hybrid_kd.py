@@ -45,7 +45,6 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from fairseq import utils
 from fairseq.criterions import register_criterion
 from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
@@ -257,10 +256,7 @@ class HybridKDCriterion(WordKDCriterion):
         }
         if self.selected is not None:  # --kd-select: tokens of the token term's KD part
             logging_output["kd_selected_tokens"] = int(self.selected.sum())
-        if self.report_accuracy:
-            n_correct, total = self.compute_accuracy(model, gold_out, sample)
-            logging_output["n_correct"] = utils.item(n_correct.data)
-            logging_output["total"] = utils.item(total.data)
+        self.log_accuracy(model, gold_out, sample, logging_output)
         return loss, sample_size, logging_output
 
     @classmethod

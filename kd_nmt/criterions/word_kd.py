@@ -378,11 +378,15 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
             logging_output["kd_selected_tokens"] = int(self.selected.sum())
         if on_policy is not None:  # --kd-on-policy: sentences of the KD term on the student's output
             logging_output["on_policy_sentences"] = on_policy
+        self.log_accuracy(model, net_output, sample, logging_output)
+        return loss, sample_size, logging_output
+
+    def log_accuracy(self, model, net_output, sample, logging_output):
+        """``--report-accuracy``: fairseq's counts of the student's argmax on the gold target."""
         if self.report_accuracy:
             n_correct, total = self.compute_accuracy(model, net_output, sample)
             logging_output["n_correct"] = utils.item(n_correct.data)
             logging_output["total"] = utils.item(total.data)
-        return loss, sample_size, logging_output
 
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
