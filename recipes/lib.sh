@@ -148,9 +148,8 @@ relabel() {
 
 # bench OUT DATA_DIR SPLIT NAMES CHECKPOINTS...: BLEU/chrF (greedy unless BENCH_GREEDY=0, and
 # beam), speed, size (outputs at most 1.2 x source + 10 tokens: an undertrained student would
-# babble 200 tokens a line); the
-# bootstrap baseline is $BASELINE (a name) or else the first checkpoint. NAMES: space-separated,
-# one per checkpoint (see kd-nmt bench --help).
+# babble 200 tokens a line); the bootstrap baseline is $BASELINE (a name) or else the first
+# checkpoint. NAMES: space-separated, one per checkpoint (see kd-nmt bench --help).
 bench() {
     local out=$1 data=$2 split=$3 names=$4 greedy=()
     shift 4
