@@ -120,6 +120,14 @@ student() {
         baseline)  train "$save" "$data/bin" "$arch" "$updates" "${ce[@]}" "$@" ;;
         word_kd)   train "$save" "$data/bin" "$arch" "$updates" "${kd[@]}" "$@" ;;
         todi)      train "$save" "$data/bin" "$arch" "$updates" "${kd[@]}" --kd-divergence todi "$@" ;;
+        # selective KD (Wang et al. 2021): the KD term on the half of the tokens hardest for the
+        # student, against a global queue (the paper's best variant); SELECT_RATE (0.5)
+        selective_kd) train "$save" "$data/bin" "$arch" "$updates" "${kd[@]}" --kd-select global \
+                       --kd-select-rate "${SELECT_RATE:-0.5}" "$@" ;;
+        # on-policy KD (GKD / ImitKD): the KD term of ON_POLICY (0.5) of the sentences on the
+        # student's own greedy output, scored by the live teacher
+        on_policy_kd) train "$save" "$data/bin" "$arch" "$updates" "${kd[@]}" \
+                       --kd-on-policy "${ON_POLICY:-0.5}" --kd-student-sampling greedy "$@" ;;
         seq_kd)    train "$save" "$seqkd" "$arch" "$updates" "${ce[@]}" "$@" ;;
         seq_kd+*)  train "$save" "$(variant_bin "$seqkd" "$method")" "$arch" "$updates" "${ce[@]}" "$@" ;;
         word_seq+*) train "$save" "$(variant_bin "$seqkd" "$method")" "$arch" "$updates" "${kd[@]}" "$@" ;;

@@ -11,6 +11,14 @@ for each decoding, and per seed the BLEU difference (last decoding, e.g. beam 5)
 ``--baseline`` method with its paired bootstrap p-value, as the bench computed it. ``--train-pairs WORK`` adds
 the number of training pairs of each Seq-KD data set (``WORK/seqkd<+parts>-bin/relabel.json``),
 for the Seq-KD data study.
+
+Several RESULTS folders join into one table (e.g. a second run that added methods, or one that
+decoded with beam 10): a (seed, size, method, decoding) found in more than one is taken from the
+first folder that has it. ``--buckets`` prints the decoding table instead: per (size, method,
+decoding) the BLEU of each source-length bucket (``seed*/bench_buckets.csv``) and of the whole
+test set, mean ± sd over seeds.
+
+    python scripts/seed_table.py results/kim_rush results/kim_rush_beam10 --buckets
 """
 import csv
 import glob
@@ -24,17 +32,25 @@ from kd_nmt.common.args import ArgumentParser
 from kd_nmt.errors import KDNMTError
 
 
-def read_rows(results):
-    paths = sorted(glob.glob(os.path.join(results, "seed*", "bench.csv")))
-    if not paths:
-        raise KDNMTError(f"no {results}/seed*/bench.csv: run the recipe's bench step first")
-    rows = []
-    for path in paths:
-        seed = os.path.basename(os.path.dirname(path))[len("seed"):]
-        with open(path, encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                if row.get("method"):
-                    rows.append({**row, "seed": row.get("seed") or seed})
+def read_rows(*folders, file="bench.csv"):
+    """The student rows of every ``FOLDER/seed*/FILE``; a row whose (seed, size, method, decoding
+    and bucket) an earlier folder already gave is left out."""
+    rows, seen = [], set()
+    for results in folders:
+        paths = sorted(glob.glob(os.path.join(results, "seed*", file)))
+        if not paths:
+            raise KDNMTError(f"no {results}/seed*/{file}: run the recipe's bench step first")
+        for path in paths:
+            seed = os.path.basename(os.path.dirname(path))[len("seed"):]
+            with open(path, encoding="utf-8") as f:
+                for row in csv.DictReader(f):
+                    if not row.get("method"):
+                        continue
+                    row = {**row, "seed": row.get("seed") or seed}
+                    key = tuple(row.get(k, "") for k in ("seed", "size", "method", "decode", "bucket"))
+                    if key not in seen:
+                        seen.add(key)
+                        rows.append(row)
     return rows
 
 
@@ -87,14 +103,50 @@ def table(rows, baseline, work=None):
     return lines
 
 
+def decode_order(decode):
+    """greedy, then beam searches by width: ``beam5`` before ``beam10``."""
+    return (0, 0) if decode == "greedy" else (1, int("".join(c for c in decode if c.isdigit()) or 0))
+
+
+def bucket_table(rows, whole):
+    """The decoding table's Markdown lines: ``rows`` from bench_buckets.csv, ``whole`` from bench.csv."""
+    buckets = list(dict.fromkeys(r["bucket"] for r in rows))
+    students = list(dict.fromkeys((r.get("size", ""), r["method"]) for r in rows))
+    keys = sorted(dict.fromkeys((r.get("size", ""), r["method"], r["decode"]) for r in rows),
+                  key=lambda k: (students.index(k[:2]), decode_order(k[2])))
+    sized = any(size for size, _, _ in keys)
+    sentences = {b: next(r["n_sentences"] for r in rows if r["bucket"] == b) for b in buckets}
+    head = "| " + ("size | " if sized else "") + "method | decoding | seeds | "
+    head += " | ".join(f"BLEU {b} words ({sentences[b]} lines)" for b in buckets) + " | BLEU all |"
+    lines = [head, "|" + "---|" * (2 + sized) + "---:|" * (len(buckets) + 2)]
+    for size, method, decode in keys:
+        mine = [r for r in rows if (r.get("size", ""), r["method"], r["decode"]) == (size, method, decode)]
+        cells = [mean_sd(r["bleu"] for r in mine if r["bucket"] == b) for b in buckets]
+        all_ = [r["bleu"] for r in whole if (r.get("size", ""), r["method"], r["decode"]) == (size, method, decode)]
+        cells.append(mean_sd(all_) if all_ else "–")
+        first = f"| {size} | {method} | " if sized else f"| {method} | "
+        lines.append(f"{first}{decode} | {len({r['seed'] for r in mine})} | " + " | ".join(cells) + " |")
+    lines += ["", "BLEU (sacreBLEU) per source-length bucket, in whitespace words of the source; "
+              "mean ± sd over seeds."]
+    return lines
+
+
 def main(argv):
     parser = ArgumentParser(prog="seed_table", description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", help="folder with seed*/bench.csv")
-    parser.add_argument("--baseline", required=True, help="the method the p-values compare against")
+    parser.add_argument("results", nargs="+", help="folder(s) with seed*/bench.csv (earlier ones win)")
+    parser.add_argument("--baseline", help="the method the p-values compare against (not with --buckets)")
+    parser.add_argument("--buckets", action="store_true",
+                        help="the decoding table: BLEU per source-length bucket (seed*/bench_buckets.csv)")
     parser.add_argument("--train-pairs", metavar="WORK",
                         help="add each Seq-KD data set's training pairs (WORK/seqkd*-bin/relabel.json)")
     args = parser.parse_args(argv)
-    print("\n".join(table(read_rows(args.results), args.baseline, args.train_pairs)))
+    if args.buckets:
+        lines = bucket_table(read_rows(*args.results, file="bench_buckets.csv"), read_rows(*args.results))
+    elif not args.baseline:
+        parser.error("--baseline is needed (or --buckets)")
+    else:
+        lines = table(read_rows(*args.results), args.baseline, args.train_pairs)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -58,3 +58,42 @@ def test_without_sizes_and_with_the_seqkd_data_sizes(tmp_path):
 def test_no_bench_files_is_one_error(tmp_path):
     with pytest.raises(KDNMTError, match="seed\\*/bench.csv"):
         seed_table.read_rows(tmp_path)
+
+
+def buckets_csv(results, seed, rows):
+    """RESULTS/seedS/bench_buckets.csv as kd-nmt bench writes it (a teacher row first)."""
+    fields = ["name", "seed", "method", "size", "decode", "bucket", "n_sentences", "bleu", "chrf"]
+    with open(results / f"seed{seed}" / "bench_buckets.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        writer.writerow({"name": "teacher", "decode": "beam5", "bucket": "<=10", "n_sentences": 3, "bleu": 99})
+        for method, decode, bucket, n, bleu in rows:
+            writer.writerow({"name": f"{method}/d2/{seed}", "method": method, "size": "d2", "seed": seed,
+                             "decode": decode, "bucket": bucket, "n_sentences": n, "bleu": bleu, "chrf": 0})
+
+
+def test_later_folders_add_rows_and_the_bucket_table(tmp_path):
+    first, second = tmp_path / "run", tmp_path / "beam10"
+    for seed, bleu in ((1, 20), (2, 22)):
+        bench_csv(first, seed, [("baseline", "beam5", bleu, 40, "")])
+        buckets_csv(first, seed, [("baseline", "beam5", "<=10", 3, bleu + 10), ("baseline", "beam5", ">25", 1, bleu - 10)])
+        # the second run decoded with beam 10 and repeats beam 5 with other numbers: the first folder's win
+        bench_csv(second, seed, [("baseline", "beam10", bleu + 1, 41, ""), ("baseline", "beam5", 0, 0, "")])
+        buckets_csv(second, seed, [("baseline", "beam10", "<=10", 3, bleu + 12), ("baseline", "beam10", ">25", 1, 5),
+                                   ("baseline", "beam5", "<=10", 3, 0)])
+    rows = seed_table.read_rows(first, second)
+    assert sorted((r["decode"], r["bleu"]) for r in rows) == [("beam10", "21"), ("beam10", "23"),
+                                                               ("beam5", "20"), ("beam5", "22")]
+    lines = seed_table.bucket_table(seed_table.read_rows(first, second, file="bench_buckets.csv"), rows)
+    assert lines[0] == ("| size | method | decoding | seeds | BLEU <=10 words (3 lines) | BLEU >25 words (1 lines) "
+                        "| BLEU all |")
+    # beam5 before beam10; <=10: 30, 32 -> 31 ± 1.41; >25: 10, 12; all: 20, 22
+    assert lines[2] == "| d2 | baseline | beam5 | 2 | 31.00 ± 1.41 | 11.00 ± 1.41 | 21.00 ± 1.41 |"
+    assert lines[3] == "| d2 | baseline | beam10 | 2 | 33.00 ± 1.41 | 5.00 ± 0.00 | 22.00 ± 1.41 |"
+
+
+def test_cli_needs_a_baseline_without_buckets(tmp_path):
+    bench_csv(tmp_path, 1, [("baseline", "beam5", 20, 40, "")])
+    # (run_tool turns the error into one line and exit status 2: tests/test_scripts.py)
+    with pytest.raises(KDNMTError, match=r"--baseline is needed \(or --buckets\)"):
+        seed_table.main([str(tmp_path)])
