@@ -11,7 +11,7 @@ RECIPE=decoding
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO" || exit 1
 : "${SIZES:=transformer_kd_tiny transformer_kd_small_d1 transformer_kd_small_d2}"
-: "${METHODS:=baseline word_kd todi seq_kd seq_inter word_seq hybrid_kd}"
+: "${METHODS:=baseline word_kd todi selective_kd on_policy_kd seq_kd seq_inter word_seq hybrid_kd}"
 : "${WORK:=work/study}" "${RESULTS:=results/decoding}" "${BEAMS:=5 10}"
 METHODS=$(with_seqkd_knobs "$METHODS")  # the same knobs as student_size.sh's run
 TEACHER=${TEACHER_DIR:-models/teacher-deen}/model.pt

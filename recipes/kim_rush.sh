@@ -16,7 +16,8 @@
 # into WORK/kim_rush/seedS/<size>/<method>, all from the same shrunk-teacher start (lib.sh's
 # student_init). Knobs: SEEDS (1 2 3), SIZES (transformer_kd_small_d2), STUDENT_UPDATES (60),
 # MAX_TRAIN (5000), WORK (work/quickstart), RESULTS (results/kim_rush), TEST_SPLIT (test_tech),
-# METHODS (the five above; any of lib.sh's student methods, e.g. hybrid_kd, joins the table;
+# METHODS (the five above; any of lib.sh's student methods — hybrid_kd, selective_kd, on_policy_kd,
+# todi — joins the table;
 # another METHODS wants another RESULTS: a seed's finished bench is skipped),
 # plus recipes/lib.sh's (SEED is the data's seed; SEEDS the students').
 # Output: RESULTS/seedS/bench.{csv,md}, RESULTS/summary.md (also printed).

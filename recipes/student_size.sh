@@ -8,7 +8,8 @@
 # The shipped teacher (models/teacher-deen; TRAIN_TEACHER=1 trains one with VOCAB, TEACHER_ARCH,
 # TEACHER_UPDATES). Knobs: MAX_TRAIN (0 = all train pairs), VOCAB (4000), TEACHER_ARCH (transformer_kd_small),
 # TEACHER_UPDATES (3000), STUDENT_UPDATES (1500), SIZES (tiny, small_d1, small_d2: the _dN sizes
-# start from the teacher's layers, see lib.sh's student_init), METHODS (all seven),
+# start from the teacher's layers, see lib.sh's student_init), METHODS (all nine of lib.sh's
+# student(): the seven of the paper's study plus selective_kd and on_policy_kd),
 # WORK (work/study), RESULTS (results/student_size), and recipes/lib.sh's.
 # Output: RESULTS/bench_test_tech, RESULTS/bench_test_ding (bench.csv, bench.md, per-length buckets),
 # RESULTS/figures (BLEU vs parameters per method, gate trajectories).
@@ -20,7 +21,7 @@ cd "$REPO" || exit 1
 : "${MAX_TRAIN:=0}" "${VOCAB:=4000}" "${TEACHER_UPDATES:=3000}" "${STUDENT_UPDATES:=1500}"
 : "${TEACHER_ARCH:=transformer_kd_small}"
 : "${SIZES:=transformer_kd_tiny transformer_kd_small_d1 transformer_kd_small_d2}"
-: "${METHODS:=baseline word_kd todi seq_kd seq_inter word_seq hybrid_kd}"
+: "${METHODS:=baseline word_kd todi selective_kd on_policy_kd seq_kd seq_inter word_seq hybrid_kd}"
 : "${WORK:=work/study}" "${RESULTS:=results/student_size}"
 START=$SECONDS
 

@@ -1,0 +1,65 @@
+"""recipes/lib.sh's student(): the kd-nmt train options each study method passes.
+
+The recipes' training step is replaced by one that prints its arguments, so this checks the
+command line the study runs for each method, without training anything.
+"""
+import os
+import subprocess
+
+import pytest
+
+from helpers import BIN, REPO
+
+pytestmark = pytest.mark.slow  # each case sources lib.sh, which imports torch once (~3 s)
+
+
+def student_args(method, *extra):
+    script = f"""
+        source recipes/lib.sh
+        train() {{ printf '%s\\n' "$@"; }}
+        student {method} SAVE DATA transformer_kd_small_d2 60 TEACHER.pt SEQKD-bin {' '.join(extra)}
+    """
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PRECISION": "fp32",
+           "SELECT_RATE": "0.25"}
+    proc = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split("\n")[:-1]
+
+
+def option(args, name):
+    return args[args.index(name) + 1]
+
+
+def test_selective_kd_is_word_kd_on_the_hardest_tokens():
+    args = student_args("selective_kd", "--seed", "3")
+    assert args[:4] == ["SAVE", "DATA/bin", "transformer_kd_small_d2", "60"]
+    assert option(args, "--criterion") == "word_kd" and option(args, "--teacher-path") == "TEACHER.pt"
+    assert option(args, "--kd-select") == "global"
+    assert option(args, "--kd-select-rate") == "0.25"  # the SELECT_RATE knob
+    assert args[-2:] == ["--seed", "3"]  # the grid's own options come last
+    assert "--kd-on-policy" not in args
+
+
+def test_on_policy_kd_decodes_half_the_sentences_greedily_by_default():
+    args = student_args("on_policy_kd")
+    assert option(args, "--criterion") == "word_kd" and option(args, "--teacher-path") == "TEACHER.pt"
+    assert option(args, "--kd-on-policy") == "0.5"
+    assert option(args, "--kd-student-sampling") == "greedy"
+    assert "--kd-select" not in args and "--teacher-cache" not in args  # on-policy needs the live teacher
+
+
+@pytest.mark.parametrize("method,data", [("baseline", "DATA/bin"), ("seq_kd", "SEQKD-bin"),
+                                         ("seq_inter", "SEQKD-inter-bin"), ("seq_kd+filter", "SEQKD+filter-bin")])
+def test_sequence_level_methods_train_with_ce_on_their_data(method, data):
+    args = student_args(method)
+    assert args[1] == data
+    assert option(args, "--criterion") == "label_smoothed_cross_entropy"
+    assert "--teacher-path" not in args
+
+
+def test_an_unknown_method_is_one_error_line():
+    script = "source recipes/lib.sh; train() { :; }; student nope S D A 1 T B"
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PRECISION": "fp32"}
+    proc = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith("unknown method nope")
