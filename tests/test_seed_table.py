@@ -76,7 +76,8 @@ def test_later_folders_add_rows_and_the_bucket_table(tmp_path):
     first, second = tmp_path / "run", tmp_path / "beam10"
     for seed, bleu in ((1, 20), (2, 22)):
         bench_csv(first, seed, [("baseline", "beam5", bleu, 40, "")])
-        buckets_csv(first, seed, [("baseline", "beam5", "<=10", 3, bleu + 10), ("baseline", "beam5", ">25", 1, bleu - 10)])
+        buckets_csv(first, seed, [("baseline", "beam5", "<=10", 3, bleu + 10),
+                                  ("baseline", "beam5", ">25", 1, bleu - 10)])
         # the second run decoded with beam 10 and repeats beam 5 with other numbers: the first folder's win
         bench_csv(second, seed, [("baseline", "beam10", bleu + 1, 41, ""), ("baseline", "beam5", 0, 0, "")])
         buckets_csv(second, seed, [("baseline", "beam10", "<=10", 3, bleu + 12), ("baseline", "beam10", ">25", 1, 5),
