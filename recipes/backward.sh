@@ -21,7 +21,7 @@
 # only has to learn the other direction — far fewer updates than from scratch), plus
 # recipes/lib.sh's (SEED, MAX_TOKENS, LR, ...).
 #
-#   BACKWARD_INIT=models/teacher-deen/model.pt BACKWARD_UPDATES=400 bash recipes/backward.sh
+#   WARMUP=100 BACKWARD_INIT=models/teacher-deen/model.pt BACKWARD_UPDATES=200 bash recipes/backward.sh  # 10 min
 set -euo pipefail
 RECIPE=backward
 : "${WARMUP:=400}"
