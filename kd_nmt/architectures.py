@@ -7,13 +7,16 @@ vocabulary are listed in the README (measured with `kd-nmt bench`).
     transformer_kd_mini             1+1       128   512    2
     transformer_kd_tiny             2+2       128   512    2
     transformer_kd_small            3+3       256  1024    4
+    transformer_kd_small_d3         3+3       256  1024    4
     transformer_kd_small_d2         3+2       256  1024    4
     transformer_kd_small_d1         3+1       256  1024    4
     transformer_kd_base             6+6       512  2048    8
 
 The ``_d2``/``_d1`` students keep the small teacher's encoder and shrink its decoder (deep
 encoder, shallow decoder: Kasai et al. 2021; beam search pays per decoder layer), so
-scripts/shrink_teacher.py can start them from the teacher's own layers.
+scripts/shrink_teacher.py can start them from the teacher's own layers. ``_d3`` is
+``transformer_kd_small`` under the name the recipes read as "start from the teacher's layers":
+the study's student as big as its teacher (born-again networks, Furlanello et al. 2018).
 """
 from fairseq.models import register_model_architecture
 from fairseq.models.transformer import base_architecture
@@ -25,6 +28,7 @@ SIZES = {
     "transformer_kd_mini": ((1, 1), 128, 512, 2),
     "transformer_kd_tiny": ((2, 2), 128, 512, 2),
     "transformer_kd_small": ((3, 3), 256, 1024, 4),
+    "transformer_kd_small_d3": ((3, 3), 256, 1024, 4),
     "transformer_kd_small_d2": ((3, 2), 256, 1024, 4),
     "transformer_kd_small_d1": ((3, 1), 256, 1024, 4),
     "transformer_kd_base": ((6, 6), 512, 2048, 8),

@@ -136,6 +136,10 @@ student() {
         hybrid_kd) train "$save" "$data/bin" "$arch" "$updates" --task kd_translation \
                        --teacher-path "$teacher" --sentence-kd-data "$seqkd" --criterion hybrid_kd \
                        --kd-alpha 0.5 --kd-divergence "$DIVERGENCE" "$@" ;;
+        # the same with our remedy for a drifting gate: the gate's gradient sees each loss over
+        # its running mean (docs/hybrid.md)
+        hybrid_kd_norm) student hybrid_kd "$save" "$data" "$arch" "$updates" "$teacher" "$seqkd" \
+                       --gate-normalize "$@" ;;
         *) log "unknown method $method"; return 2 ;;
     esac
 }
@@ -200,9 +204,10 @@ seq_inter_relabel() {
 }
 
 # student_init ROOT TEACHER ARCH: for a shrunk-teacher size (transformer_kd_small_dN: the teacher's
-# encoder, N decoder layers) the options that start every method's student from the teacher's own
-# layers (scripts/shrink_teacher.py -> ROOT/init/ARCH.pt, fine-tuned with INIT_LR 5e-4 and
-# INIT_WARMUP 30 updates); nothing for other sizes or with STUDENT_INIT=0 (random weights)
+# encoder, N decoder layers; _d3 keeps all three, a student as big as the shipped teacher) the
+# options that start every method's student from the teacher's own layers
+# (scripts/shrink_teacher.py -> ROOT/init/ARCH.pt, fine-tuned with INIT_LR 5e-4 and INIT_WARMUP 30
+# updates); nothing for other sizes or with STUDENT_INIT=0 (random weights)
 student_init() {
     local root=$1 teacher=$2 arch=$3
     case $arch in *_d[0-9]) ;; *) return 0 ;; esac

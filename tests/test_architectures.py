@@ -11,6 +11,7 @@ README_PARAMS_4K = {
     "transformer_kd_mini": 975_872,
     "transformer_kd_tiny": 1_438_720,
     "transformer_kd_small": 6_555_648,
+    "transformer_kd_small_d3": 6_555_648,
     "transformer_kd_small_d2": 5_502_208,
     "transformer_kd_small_d1": 4_448_768,
     "transformer_kd_base": 46_190_592,

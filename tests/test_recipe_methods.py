@@ -57,6 +57,14 @@ def test_sequence_level_methods_train_with_ce_on_their_data(method, data):
     assert "--teacher-path" not in args
 
 
+def test_hybrid_kd_norm_is_hybrid_kd_with_a_normalised_gate():
+    plain, norm = student_args("hybrid_kd", "--seed", "2"), student_args("hybrid_kd_norm", "--seed", "2")
+    assert option(norm, "--criterion") == "hybrid_kd" and option(norm, "--sentence-kd-data") == "SEQKD-bin"
+    assert "--gate-normalize" not in plain
+    norm.remove("--gate-normalize")
+    assert norm == plain
+
+
 def test_an_unknown_method_is_one_error_line():
     script = "source recipes/lib.sh; train() { :; }; student nope S D A 1 T B"
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PRECISION": "fp32"}
