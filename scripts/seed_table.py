@@ -55,8 +55,11 @@ def read_rows(*folders, file="bench.csv"):
 
 
 def mean_sd(values):
-    """``"m ± s"`` (two decimals; sd 0 for one value)."""
+    """``"m ± s"`` (two decimals; sd 0 for one value); ``"–"`` for none (a bucket no sentence of
+    a hand-made CSV falls in)."""
     values = [float(v) for v in values]
+    if not values:
+        return "–"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.2f} ± {sd:.2f}"
 
@@ -123,7 +126,7 @@ def bucket_table(rows, whole):
         mine = [r for r in rows if (r.get("size", ""), r["method"], r["decode"]) == (size, method, decode)]
         cells = [mean_sd(r["bleu"] for r in mine if r["bucket"] == b) for b in buckets]
         all_ = [r["bleu"] for r in whole if (r.get("size", ""), r["method"], r["decode"]) == (size, method, decode)]
-        cells.append(mean_sd(all_) if all_ else "–")
+        cells.append(mean_sd(all_))
         first = f"| {size} | {method} | " if sized else f"| {method} | "
         lines.append(f"{first}{decode} | {len({r['seed'] for r in mine})} | " + " | ".join(cells) + " |")
     lines += ["", "BLEU (sacreBLEU) per source-length bucket, in whitespace words of the source; "

@@ -93,6 +93,15 @@ def test_later_folders_add_rows_and_the_bucket_table(tmp_path):
     assert lines[3] == "| d2 | baseline | beam10 | 2 | 33.00 ± 1.41 | 5.00 ± 0.00 | 22.00 ± 1.41 |"
 
 
+def test_a_missing_bucket_is_a_dash_not_a_crash(tmp_path):
+    bench_csv(tmp_path, 1, [("baseline", "beam5", 20, 40, ""), ("seq_kd", "beam5", 18, 38, "0.01")])
+    buckets_csv(tmp_path, 1, [("baseline", "beam5", "<=10", 3, 30), ("baseline", "beam5", ">25", 1, 10),
+                              ("seq_kd", "beam5", "<=10", 3, 28)])  # seq_kd has no >25 row
+    lines = seed_table.bucket_table(seed_table.read_rows(tmp_path, file="bench_buckets.csv"),
+                                    seed_table.read_rows(tmp_path))
+    assert lines[3] == "| d2 | seq_kd | beam5 | 1 | 28.00 ± 0.00 | – | 18.00 ± 0.00 |"
+
+
 def test_cli_needs_a_baseline_without_buckets(tmp_path):
     bench_csv(tmp_path, 1, [("baseline", "beam5", 20, 40, "")])
     # (run_tool turns the error into one line and exit status 2: tests/test_scripts.py)
