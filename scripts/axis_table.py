@@ -5,15 +5,16 @@ score and its difference to the same column's baseline student with the bench's 
     python scripts/axis_table.py clean=results/kim_rush/seed1 \\
         "dropout 0.3=results/text_complexity_tier28/dropout-0.3" --baseline baseline
 
-Each argument LABEL=FOLDER names one ``kd-nmt bench`` (``FOLDER/bench.csv``, whose rows carry the
-``method`` and ``size`` columns of their ``--names``; the teacher row, which has no method, is left
-out); LABEL=FOLDER,FOLDER2 joins benches of the same setting (a later run that added methods; a
-method the first has is taken from it). A bench with several student sizes (the size axis) gives a column per size, "LABEL size"
-(just the size for an empty LABEL). Rows are methods in the order they first appear (or
-``--methods``' order and only those); a method a column lacks is "–". ``--decode`` picks the decoding (beam5), ``--metric`` BLEU or chrF;
-``--length`` adds each output's length over the reference's (sacreBLEU's BLEU ratio, from the
-bench's hypothesis file and ``reference.txt``): a student trained on noisy sources can learn to
-say more than its input does.
+Each argument LABEL=FOLDER names one ``kd-nmt bench`` (``FOLDER/bench.csv``, whose rows carry
+the ``method`` and ``size`` columns of their ``--names``; the teacher row, which has no method,
+is left out); LABEL=FOLDER,FOLDER2 joins benches of the same setting (a later run that added
+methods; a method the first has is taken from it). A bench with several student sizes (the size
+axis) gives a column per size, "LABEL size" (just the size for an empty LABEL). Rows are methods
+in the order they first appear (or ``--methods``' order and only those); a method a column lacks
+is "–". ``--decode`` picks the decoding (beam5), ``--metric`` BLEU or chrF; ``--length`` adds
+each output's length over the reference's (sacreBLEU's BLEU ratio, from the bench's hypothesis
+file and ``reference.txt``): a student trained on noisy sources can learn to say more than its
+input does.
 """
 import csv
 import os
