@@ -6,6 +6,8 @@
 #
 #   bash recipes/text_complexity.sh
 #
+# Output: RESULTS/<noise>-<rate>/bench.{csv,md}, RESULTS/figures-<noise>, RESULTS/summary.md (every
+# cell so far: scripts/axis_table.py, BLEU against each cell's baseline, output length ratio).
 # Knobs: NOISES (dropout shuffle replace), RATES (0.1 0.2 0.3; rate 0 is student_size.sh's clean
 # run), ARCH (transformer_kd_tiny), METHODS (baseline word_kd seq_kd hybrid_kd), and
 # student_size.sh's MAX_TRAIN VOCAB TEACHER_ARCH TEACHER_UPDATES STUDENT_UPDATES WORK.
@@ -45,4 +47,9 @@ for noise in $NOISES; do
     results=()
 done
 log "done in $((SECONDS - START)) s"
-cat "$RESULTS"/*/bench.md
+# every cell benched so far under RESULTS (earlier runs' too), one column each
+cells=()
+for dir in "$RESULTS"/*/; do
+    [ ! -e "$dir/bench.csv" ] || cells+=("$(basename "$dir" | tr - ' ')=${dir%/}")
+done
+python scripts/axis_table.py "${cells[@]}" --length | tee "$RESULTS/summary.md"
