@@ -19,6 +19,7 @@ input does.
 import csv
 import os
 
+from seed_table import tested_against
 from tool_common import run_tool
 
 from kd_nmt.common.args import ArgumentParser
@@ -77,7 +78,7 @@ def cell(row, base, metric, with_length):
         return "–"
     text = f"{float(row[metric]):.2f}"
     if row is not base and base is not None:
-        p = row[f"p_{metric}"]
+        p = row[f"p_{metric}"] if tested_against(row, [base]) else ""
         text += f" ({float(row[metric]) - float(base[metric]):+.2f}, {float(p):.3f})" if p else \
             f" ({float(row[metric]) - float(base[metric]):+.2f})"
     return text + (f" [{row['length']:.2f}]" if with_length else "")
@@ -93,7 +94,8 @@ def axis_table(cols, baseline, metric="bleu", with_length=False, methods=None):
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     name = {"bleu": "BLEU", "chrf": "chrF"}[metric]
     lines += ["", f"{name}; in brackets the difference to the same column's {baseline} student and the "
-              "paired bootstrap p of the bench (sacreBLEU, 1,000 resamples)"
+              "paired bootstrap p of the bench (sacreBLEU, 1,000 resamples; none where the bench tested "
+              "against another student, a grid's first size's baseline)"
               + ("; in square brackets output length / reference length." if with_length else ".")]
     return lines
 

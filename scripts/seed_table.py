@@ -77,7 +77,15 @@ def versus(row, rows, baseline):
     same = [r for r in rows if r["method"] == baseline and r["seed"] == row["seed"]
             and r.get("size", "") == row.get("size", "") and r["decode"] == row["decode"]]
     delta = f"{float(row['bleu']) - float(same[0]['bleu']):+.2f} " if same else ""
-    return delta + (f"({float(row['p_bleu']):.3f})" if row["p_bleu"] else "(-)")
+    return delta + (f"({float(row['p_bleu']):.3f})" if row["p_bleu"] and tested_against(row, same) else "(-)")
+
+
+def tested_against(row, baselines):
+    """Whether the bench's p of ``row`` compares it with ``baselines[0]``: a grid bench of several
+    sizes tests every student against the *first* size's baseline (one ``--baseline`` per bench),
+    and that p must not be printed beside a difference to another student. CSVs without the
+    ``baseline`` column (hand-made) are taken as tested against it."""
+    return not row.get("baseline") or (bool(baselines) and row["baseline"] == baselines[0]["name"])
 
 
 def table(rows, baseline, work=None):
@@ -102,7 +110,8 @@ def table(rows, baseline, work=None):
         first = f"| {size} | {method} | " if sized else f"| {method} | "
         lines.append(f"{first}{pairs}{n_seeds} | " + " | ".join(cells) + f" | {p} |")
     lines += ["", f"mean ± sd over seeds; Δ: BLEU ({decodes[-1]}) minus the same seed's {baseline} student's, "
-              "p: the paired bootstrap of that difference (kd-nmt bench, sacreBLEU, 1,000 resamples)."]
+              "p: the paired bootstrap of that difference (kd-nmt bench, sacreBLEU, 1,000 resamples); "
+              "(-): the bench tested this student against another one (a grid's first size's baseline)."]
     return lines
 
 

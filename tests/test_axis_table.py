@@ -11,12 +11,12 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import axis_table  # noqa: E402
 
-FIELDS = ["name", "method", "size", "decode", "bleu", "chrf", "p_bleu", "p_chrf", "hyp_file"]
+FIELDS = ["name", "method", "size", "decode", "bleu", "chrf", "p_bleu", "p_chrf", "baseline", "hyp_file"]
 
 
-def bench(folder, rows, reference=None):
+def bench(folder, rows, reference=None, tested_against=""):
     """FOLDER/bench.csv as grid_bench writes it (a teacher row first); rows: (method, size, decode,
-    bleu, p, hypothesis lines or None)."""
+    bleu, p, hypothesis lines or None); ``tested_against``: the bench's baseline column."""
     folder.mkdir(parents=True)
     with open(folder / "bench.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, FIELDS)
@@ -27,7 +27,8 @@ def bench(folder, rows, reference=None):
             if hyps is not None:
                 (folder / hyp_file).write_text("".join(line + "\n" for line in hyps), encoding="utf-8")
             writer.writerow({"name": f"{method}/{size}", "method": method, "size": size, "decode": decode,
-                             "bleu": bleu, "chrf": bleu + 20, "p_bleu": p, "p_chrf": p, "hyp_file": hyp_file})
+                             "bleu": bleu, "chrf": bleu + 20, "p_bleu": p, "p_chrf": p, "hyp_file": hyp_file,
+                             "baseline": tested_against})
     if reference is not None:
         (folder / "reference.txt").write_text("".join(line + "\n" for line in reference), encoding="utf-8")
     return folder
@@ -51,15 +52,21 @@ def test_each_column_against_its_own_baseline(tmp_path):
 
 
 def test_a_bench_of_several_sizes_is_a_column_per_size_and_later_folders_add_methods(tmp_path):
+    # a grid bench tests every student against the first size's baseline (baseline/d3)
     first = bench(tmp_path / "a", [("baseline", "d3", "beam5", 28.0, "", None),
-                                   ("baseline", "d2", "beam5", 24.0, "", None)])
+                                   ("todi", "d3", "beam5", 27.0, "0.1", None),
+                                   ("baseline", "d2", "beam5", 24.0, "0.001", None),
+                                   ("todi", "d2", "beam5", 25.0, "0.002", None)], tested_against="baseline/d3")
     later = bench(tmp_path / "b", [("baseline", "d2", "beam5", 0.0, "", None),
-                                   ("todi", "d2", "beam5", 25.0, "0.2", None)])
+                                   ("word_kd", "d2", "beam5", 25.0, "0.2", None)], tested_against="baseline/d2")
     cols = axis_table.columns([f"={first},{later}"], "beam5", False)
     assert [label for label, _ in cols] == ["d3", "d2"]
     lines = axis_table.axis_table(cols, "baseline")
     assert lines[2] == "| baseline | 28.00 | 24.00 |"  # d2's baseline from the first folder, not the later 0.0
-    assert lines[3] == "| todi | – | 25.00 (+1.00, 0.200) |"
+    # d2's todi was tested against baseline/d3, not against the d2 baseline it is compared with: no p
+    assert lines[3] == "| todi | 27.00 (-1.00, 0.100) | 25.00 (+1.00) |"
+    # tested against a student of the same name: taken as the same student (a grid rerun's bench)
+    assert lines[4] == "| word_kd | – | 25.00 (+1.00, 0.200) |"
 
 
 def test_length_ratio_is_sacrebleus(tmp_path):

@@ -107,3 +107,11 @@ def test_cli_needs_a_baseline_without_buckets(tmp_path):
     # (run_tool turns the error into one line and exit status 2: tests/test_scripts.py)
     with pytest.raises(KDNMTError, match=r"--baseline is needed \(or --buckets\)"):
         seed_table.main([str(tmp_path)])
+
+
+def test_a_p_value_against_another_sizes_baseline_is_not_printed():
+    base = {"name": "baseline/d2/1", "method": "baseline", "size": "d2", "seed": "1", "decode": "beam5", "bleu": "24"}
+    row = {"name": "todi/d2/1", "method": "todi", "size": "d2", "seed": "1", "decode": "beam5", "bleu": "25",
+           "p_bleu": "0.001", "baseline": "baseline/d3/1"}  # a grid bench: tested against the first size's
+    assert seed_table.versus(row, [base, row], "baseline") == "+1.00 (-)"
+    assert seed_table.versus({**row, "baseline": "baseline/d2/1"}, [base, row], "baseline") == "+1.00 (0.001)"
