@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Paired bootstrap of finished outputs against a baseline's, without decoding again.
+
+    python scripts/paired_test.py --reference results/size_tier28/seed1/reference.txt \\
+        --baseline results/size_tier28/seed1/baseline_small_d2_1.beam5.hyp \\
+        results/size_tier28/seed1/{todi,hybrid_kd}_small_d2_1.beam5.hyp
+
+``kd-nmt bench`` tests every system of one run against one ``--baseline``; a grid bench of several
+student sizes therefore tests all of them against the first size's baseline. This re-tests
+detokenised outputs (the bench's ``*.hyp`` files, one line per reference line) against another
+baseline with the bench's own test (sacreBLEU BLEU and chrF, 1,000 resamples, seed 12345) and
+prints a Markdown table: file, BLEU, chrF, each difference to the baseline and its p.
+"""
+import os
+
+from tool_common import run_tool
+
+from kd_nmt.common.args import ArgumentParser
+from kd_nmt.errors import KDNMTError
+
+
+def read_lines(path, expected=None):
+    """The lines of ``path``; one clear error if missing or not ``expected`` lines long."""
+    if not os.path.exists(path):
+        raise KDNMTError(f"no such file: {path}")
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    lines = lines[:-1] if lines and lines[-1] == "" else lines
+    if expected is not None and len(lines) != expected:
+        raise KDNMTError(f"{path} has {len(lines)} lines, the reference {expected}")
+    return lines
+
+
+def paired_table(reference, baseline, hypotheses, n_samples=1000):
+    """The Markdown lines: the baseline, then each hypothesis file with its differences and p."""
+    from kd_nmt.bench.metrics import paired_bootstrap
+
+    refs = read_lines(reference)
+    systems = [(path, read_lines(path, len(refs))) for path in hypotheses]
+    _, res = paired_bootstrap((baseline, read_lines(baseline, len(refs))), systems, refs, n_samples)
+    base = res[baseline]
+    name = os.path.basename(baseline)
+    lines = ["| output | BLEU | chrF | Δ BLEU (p) | Δ chrF (p) |", "|---|---:|---:|---:|---:|",
+             f"| {name} | {base['bleu']['score']:.2f} | {base['chrf']['score']:.2f} | (baseline) | |"]
+    for path, _ in systems:
+        r = res[path]
+        diff = [f"{r[m]['score'] - base[m]['score']:+.2f} ({r[m]['p_value']:.3f})" for m in ("bleu", "chrf")]
+        lines.append(f"| {os.path.basename(path)} | {r['bleu']['score']:.2f} | {r['chrf']['score']:.2f} | "
+                     + " | ".join(diff) + " |")
+    return lines
+
+
+def main(argv):
+    parser = ArgumentParser(prog="paired_test", description=__doc__.split("\n\n")[0])
+    parser.add_argument("hypotheses", nargs="+", help="detokenised outputs to test (one line per reference line)")
+    parser.add_argument("--reference", required=True, help="the detokenised reference")
+    parser.add_argument("--baseline", required=True, help="the baseline's detokenised output")
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="resamples (default: 1000)")
+    args = parser.parse_args(argv)
+    print("\n".join(paired_table(args.reference, args.baseline, args.hypotheses, args.bootstrap)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_tool("paired_test", main))
