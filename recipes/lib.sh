@@ -172,7 +172,8 @@ bench() {
     kd-nmt bench --checkpoint "$@" --data-bin "$data/bin" --split "$split" \
         --spm "$data/spm.model" --reference "$data/raw/$split.en" --beam "$BEAM" \
         --max-len-a 1.2 --max-len-b 10 \
-        --threads "$THREADS" --names $names ${BASELINE:+--baseline "$BASELINE"} --out "$out" "${greedy[@]}"
+        --threads "$THREADS" --names $names ${BASELINE:+--baseline "$BASELINE"} \
+        ${BASELINE_PER:+--baseline-per "$BASELINE_PER"} --out "$out" "${greedy[@]}"
 }
 
 # deploy OUT DATA_DIR SPLIT NAMES CHECKPOINTS...: the deployment table (kd-nmt bench --deploy:
@@ -236,8 +237,8 @@ grid() {
 }
 
 # grid_bench OUT ROOT DATA_DIR SPLIT TEACHER "ARCHS" "METHODS" [TAG]: bench the teacher and every
-# student of a grid (columns method, size and, with TAG=key=value, one more); p-values against
-# the baseline student of the first size
+# student of a grid (columns method, size and, with TAG=key=value, one more); p-values of each
+# size against its own baseline student (the teacher against the first size's)
 grid_bench() {
     local out=$1 root=$2 data=$3 split=$4 teacher=$5 archs=$6 methods=$7 tag=${8:-}
     local names="${tag:+name=teacher,$tag}" checkpoints=("$teacher") arch method size first=
@@ -250,7 +251,7 @@ grid_bench() {
             [ -n "$first" ] || [ "$method" != baseline ] || first="baseline/$size${tag:+/${tag#*=}}"
         done
     done
-    BASELINE=${first:-teacher} bench "$out" "$data" "$split" "$names" "${checkpoints[@]}"
+    BASELINE=${first:-teacher} BASELINE_PER=size bench "$out" "$data" "$split" "$names" "${checkpoints[@]}"
 }
 
 # backward_model SAVE_DIR DATA_BIN ARCH UPDATES [fairseq-train options...]: an en->de model on the

@@ -304,3 +304,38 @@ def test_plot_errors(tmp_path, capsys):
     assert "nothing to plot" in capsys.readouterr().err
     assert main(["plot", "--results", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
     assert "results not found" in capsys.readouterr().err
+
+
+def test_baselines_by_group_pairs_each_size_with_its_own_baseline():
+    from kd_nmt.bench.cli import baselines_by_group
+
+    systems = [("teacher", {}), ("baseline/d3", {"method": "baseline", "size": "d3"}),
+               ("kd/d3", {"method": "kd", "size": "d3"}), ("baseline/d2", {"method": "baseline", "size": "d2"}),
+               ("kd/d2", {"method": "kd", "size": "d2"}), ("kd/d1", {"method": "kd", "size": "d1"})]
+    assert baselines_by_group(systems, "baseline/d3", None) == {name: "baseline/d3" for name, _ in systems}
+    assert baselines_by_group(systems, "baseline/d3", "size") == {
+        "teacher": "baseline/d3",  # no size tag
+        "baseline/d3": "baseline/d3", "kd/d3": "baseline/d3",
+        "baseline/d2": "baseline/d2", "kd/d2": "baseline/d2",
+        "kd/d1": "baseline/d3",  # d1 has no baseline student: the overall one
+    }
+
+
+def test_baseline_per_size_end_to_end(data_bin, teacher_checkpoint, tmp_path):
+    copies = []
+    for i in range(3):
+        copies.append(tmp_path / f"c{i}.pt")
+        shutil.copy(teacher_checkpoint, copies[-1])
+    out = tmp_path / "out"
+    run([tool("kd-nmt"), "bench", "--checkpoint", teacher_checkpoint, *copies, "--data-bin", data_bin,
+         "--split", "test", "--reference", REFERENCE, "--no-greedy", "--beam", "2", "--bootstrap", "50",
+         "--names", "method=baseline,size=a", "method=kd,size=a", "method=baseline,size=b", "method=kd,size=b",
+         "--baseline-per", "size", "--out", out, "--no-progress", "--buckets", "none"])
+    rows = {r["name"]: r for r in read_csv(out / "bench.csv")}
+    assert {n: r["baseline"] for n, r in rows.items()} == {
+        "baseline/a": "baseline/a", "kd/a": "baseline/a", "baseline/b": "baseline/b", "kd/b": "baseline/b"}
+    assert rows["baseline/b"]["p_bleu"] == ""  # a group's baseline is not tested against the first one
+    assert float(rows["kd/b"]["p_bleu"]) == 1.0  # identical outputs to its own baseline: nothing differs
+    md = (out / "bench.md").read_text(encoding="utf-8")
+    assert "| baseline/b | " in md and md.count("| baseline | baseline |") == 2
+    assert "(or its counterpart of the same size)" in md

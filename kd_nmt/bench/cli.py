@@ -140,6 +140,11 @@ def build_parser():
     sco.add_argument("--baseline", default=None, metavar="NAME_OR_PT",
                      help="the system the others are tested against: a name or a --checkpoint "
                      "path (default: the first checkpoint)")
+    sco.add_argument("--baseline-per", default=None, metavar="TAG",
+                     help="test each system against the baseline of its own TAG group: the system whose "
+                     "--names tags equal --baseline's but for TAG (e.g. size: every student size against "
+                     "its own baseline student); systems without TAG, or whose group has none, against "
+                     "--baseline")
     sco.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                      help="paired bootstrap resamples (sacreBLEU, seed 12345); 0 skips the test (default: 1000)")
     sco.add_argument("--buckets", default="10,25", metavar="B1,B2",
@@ -228,6 +233,24 @@ def system_names(checkpoints, names, tags):
 def file_stem(name):
     """A system name as a file name: ``word_kd/tiny/0.1`` → ``word_kd_tiny_0.1``."""
     return re.sub(r"[^A-Za-z0-9._=,+-]", "_", name)
+
+
+def baselines_by_group(systems, baseline, per):
+    """``{name: the name of the system it is tested against}``. Without ``per``, ``baseline`` for all;
+    with it, a system carrying tag ``per`` is tested against the system whose tags are
+    ``baseline``'s with that tag set to its own value, where there is one."""
+    tags = dict(systems)
+    out = {name: baseline for name, _ in systems}
+    if per is None:
+        return out
+    for name, own in systems:
+        if per not in own:
+            continue
+        want = {**tags[baseline], per: own[per]}
+        match = [other for other, theirs in systems if theirs == want]
+        if match:
+            out[name] = match[0]
+    return out
 
 
 def resolve_baseline(spec, checkpoints, systems):
@@ -368,7 +391,9 @@ def markdown_table(rows, meta):
     if boot:
         notes.append(
             f"- p: paired bootstrap resampling (sacreBLEU, {boot['n_samples']} resamples, seed "
-            f"{boot['seed']}) against `{boot['baseline']}` with the same decoding; * = p < 0.05; "
+            f"{boot['seed']}) against `{boot['baseline']}`"
+            + (f" (or its counterpart of the same {boot['baseline_per']})" if boot.get("baseline_per") else "")
+            + " with the same decoding; * = p < 0.05; "
             f"signatures `{boot['signatures'].get('BLEU', '')}`, `{boot['signatures'].get('chrF', '')}`"
         )
     if meta.get("backend", "fairseq") == "fairseq":
@@ -474,6 +499,7 @@ def main(argv=None):
     decodes = ([] if args.no_greedy else [("greedy", 1)]) + ([(f"beam{args.beam}", args.beam)] if args.beam > 1 else [])
     rows, bucket_rows, hyps = [], [], {}
     baseline_name = systems[baseline_index][0]
+    tested_against = baselines_by_group(systems, baseline_name, args.baseline_per)
     started = time.time()
     for path, (name, tags) in zip(args.checkpoint, systems):
         models, _ = load_models([path], task=test.task)
@@ -496,7 +522,7 @@ def main(argv=None):
                 "beam": beam, "n_sentences": n, "n_truncated": result.n_truncated, "params": params,
                 "weights_mb": round(weights_mb, 3), "size_mb": round(size / 1e6, 3),
                 "bleu": scores["bleu"], "chrf": scores["chrf"], "bleu_ci95": None, "chrf_ci95": None,
-                "p_bleu": None, "p_chrf": None, "baseline": baseline_name if args.bootstrap else None,
+                "p_bleu": None, "p_chrf": None, "baseline": tested_against[name] if args.bootstrap else None,
                 "decode_seconds": round(secs, 4),
                 "sents_per_s": round(n / secs, 3) if secs > 0 else None,
                 "toks_per_s": round(result.n_tokens / secs, 3) if secs > 0 else None,
@@ -514,18 +540,24 @@ def main(argv=None):
     if args.bootstrap:
         boot_sigs = {}
         for decode_name, _ in decodes:
-            others = [(name, hyps[(name, decode_name)]) for name, _ in systems if name != baseline_name]
-            boot_sigs, results = metrics.paired_bootstrap(
-                (baseline_name, hyps[(baseline_name, decode_name)]), others, test.references, args.bootstrap)
+            results = {}
+            for base in dict.fromkeys(tested_against.values()):  # one test per baseline (group)
+                others = [(name, hyps[(name, decode_name)]) for name, b in tested_against.items()
+                          if b == base and name != base]
+                if others:
+                    boot_sigs, mine = metrics.paired_bootstrap(
+                        (base, hyps[(base, decode_name)]), others, test.references, args.bootstrap)
+                    results.update(mine)  # a group's baseline is only ever the base of its own test
             for row in rows:
-                if row["decode"] != decode_name:
+                if row["decode"] != decode_name or row["name"] not in results:
                     continue
                 res = results[row["name"]]
                 row["p_bleu"], row["p_chrf"] = res["bleu"]["p_value"], res["chrf"]["p_value"]
                 row["bleu_ci95"], row["chrf_ci95"] = res["bleu"]["ci"], res["chrf"]["ci"]
                 row["bootstrap"] = res
         boot_meta = {"n_samples": args.bootstrap, "seed": os.environ.get("SACREBLEU_SEED", "12345"),
-                     "baseline": baseline_name, "test": "paired bootstrap resampling (sacrebleu PairedTest, bs)",
+                     "baseline": baseline_name, "baseline_per": args.baseline_per,
+                     "test": "paired bootstrap resampling (sacrebleu PairedTest, bs)",
                      "signatures": boot_sigs,
                      "note": "p-value 1.0 where a system's output is identical to the baseline's"}
 
