@@ -23,6 +23,7 @@ from seed_table import tested_against
 from tool_common import run_tool
 
 from kd_nmt.common.args import ArgumentParser
+from kd_nmt.common.lines import read_lines
 from kd_nmt.errors import KDNMTError
 
 
@@ -43,11 +44,8 @@ def length_ratio(row):
     """Output length over the reference's, as sacreBLEU's BLEU reports it (13a tokens)."""
     import sacrebleu  # only with --length
 
-    def lines(name):
-        with open(os.path.join(row["folder"], name), encoding="utf-8") as f:
-            return f.read().split("\n")[:-1]
-
-    return sacrebleu.corpus_bleu(lines(row["hyp_file"]), [lines("reference.txt")]).ratio
+    hyps = read_lines(os.path.join(row["folder"], row["hyp_file"]), "hypothesis")
+    return sacrebleu.corpus_bleu(hyps, [read_lines(os.path.join(row["folder"], "reference.txt"), "reference")]).ratio
 
 
 def columns(specs, decode, with_length):

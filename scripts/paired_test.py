@@ -16,18 +16,16 @@ import os
 from tool_common import run_tool
 
 from kd_nmt.common.args import ArgumentParser
+from kd_nmt.common.lines import read_lines
 from kd_nmt.errors import KDNMTError
 
 
-def read_lines(path, expected=None):
-    """The lines of ``path``; one clear error if missing or not ``expected`` lines long."""
-    if not os.path.exists(path):
-        raise KDNMTError(f"no such file: {path}")
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    lines = lines[:-1] if lines and lines[-1] == "" else lines
-    if expected is not None and len(lines) != expected:
-        raise KDNMTError(f"{path} has {len(lines)} lines, the reference {expected}")
+def read_output(path, n_lines, what):
+    """The lines of an output file (``kd_nmt.common.lines``, as the bench reads its reference);
+    one clear error if it is not ``n_lines`` long."""
+    lines = read_lines(path, what)
+    if len(lines) != n_lines:
+        raise KDNMTError(f"{path} has {len(lines)} lines, the reference {n_lines}")
     return lines
 
 
@@ -35,9 +33,9 @@ def paired_table(reference, baseline, hypotheses, n_samples=1000):
     """The Markdown lines: the baseline, then each hypothesis file with its differences and p."""
     from kd_nmt.bench.metrics import paired_bootstrap
 
-    refs = read_lines(reference)
-    systems = [(path, read_lines(path, len(refs))) for path in hypotheses]
-    _, res = paired_bootstrap((baseline, read_lines(baseline, len(refs))), systems, refs, n_samples)
+    refs = read_lines(reference, "reference")
+    systems = [(path, read_output(path, len(refs), "hypothesis")) for path in hypotheses]
+    _, res = paired_bootstrap((baseline, read_output(baseline, len(refs), "baseline")), systems, refs, n_samples)
     base = res[baseline]
     name = os.path.basename(baseline)
     lines = ["| output | BLEU | chrF | Δ BLEU (p) | Δ chrF (p) |", "|---|---:|---:|---:|---:|",
