@@ -5,15 +5,15 @@
 #
 #   bash recipes/hybrid_gate.sh            # ~45 min on 2 CPU cores (4 gated students); rerun = resume
 #
-# GATES, one student each (word list):
-#   learned          the paper's gate G = sigmoid(theta), theta trained with the student (hybrid_kd)
-#   normalize        the same, its gradient seeing each loss over its running mean (--gate-normalize)
-#   lrN              learned, theta's step N times larger (--gate-lr-scale N, G = sigmoid(N·theta))
-#   normalize_lrN    both
+# GATES, one student each (recipes/lib.sh's methods):
+#   hybrid_kd              the paper's gate G = sigmoid(theta), theta trained with the student
+#   hybrid_kd_norm         the same, its gradient seeing each loss over its running mean (--gate-normalize)
+#   hybrid_kd_lrN          theta's step N times larger (--gate-lr-scale N, G = sigmoid(N·theta))
+#   hybrid_kd_norm_lrN     both
 # Output: RESULTS/bench.{md,csv} (BLEU/chrF, p against the baseline student), RESULTS/gate.png (the
 # gates over the updates), RESULTS/trajectory.txt (update, gate, token and sentence loss, every 5
 # updates: the gated students log every 5, the rest of the study every 25).
-# Knobs: GATES ("learned normalize lr50 normalize_lr50"), ARCH (transformer_kd_small_d2), UPDATES (60),
+# Knobs: GATES (the four above, N = 50), ARCH (transformer_kd_small_d2), UPDATES (60),
 # MAX_TRAIN (5000), WORK (work/quickstart), RESULTS (results/hybrid_gate), TEST_SPLIT (test_tech),
 # STUDENT_SEED (1; the data keep lib.sh's SEED) and recipes/lib.sh's.
 set -euo pipefail
@@ -21,24 +21,10 @@ RECIPE=hybrid_gate
 # shellcheck source=recipes/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO" || exit 1
-: "${GATES:=learned normalize lr50 normalize_lr50}" "${ARCH:=transformer_kd_small_d2}" "${UPDATES:=60}"
+: "${GATES:=hybrid_kd hybrid_kd_norm hybrid_kd_lr50 hybrid_kd_norm_lr50}" "${ARCH:=transformer_kd_small_d2}" "${UPDATES:=60}"
 : "${MAX_TRAIN:=5000}" "${WORK:=work/quickstart}" "${RESULTS:=results/hybrid_gate}" "${TEST_SPLIT:=test_tech}"
 : "${STUDENT_SEED:=1}"
 START=$SECONDS
-
-# gate_student GATE: the student's folder name and its options after the method, one per line
-gate_student() {
-    local gate=$1 method=hybrid_kd options=()
-    case $gate in
-        normalize | normalize_lr[0-9]*) method=hybrid_kd_norm ;;
-        learned | lr[0-9]*) ;;
-        *) log "unknown gate '$gate' (learned, normalize, lrN, normalize_lrN)"; return 2 ;;
-    esac
-    case $gate in
-        *lr[0-9]*) options=(--gate-lr-scale "${gate##*lr}") ;;
-    esac
-    printf '%s\n' "$method" "${method}${options[0]:+_lr${gate##*lr}}" "${options[@]}"
-}
 
 teacher_and_data "$WORK" "$MAX_TRAIN"
 relabel "$TEACHER" "$WORK/data" "$WORK/seqkd-bin"
@@ -49,13 +35,11 @@ init=$(student_init "$root" "$TEACHER" "$ARCH")
 SEED=$STUDENT_SEED student baseline "$root/$size/baseline" "$WORK/data" "$ARCH" "$UPDATES" "$TEACHER" "$WORK/seqkd-bin" $init
 names="method=baseline,size=$size" checkpoints=("$root/$size/baseline/checkpoint_best.pt") logs=()
 for gate in $GATES; do
-    mapfile -t spec < <(gate_student "$gate")
-    [ "${#spec[@]}" -ge 2 ] || exit 2
-    save=$root/$size/${spec[1]}
+    save=$root/$size/$gate
     # shellcheck disable=SC2086
-    SEED=$STUDENT_SEED student "${spec[0]}" "$save" "$WORK/data" "$ARCH" "$UPDATES" "$TEACHER" "$WORK/seqkd-bin" $init \
-        "${spec[@]:2}" --log-interval 5
-    names+=" method=${spec[1]},size=$size"
+    SEED=$STUDENT_SEED student "$gate" "$save" "$WORK/data" "$ARCH" "$UPDATES" "$TEACHER" "$WORK/seqkd-bin" \
+        $init --log-interval 5
+    names+=" method=$gate,size=$size"
     checkpoints+=("$save/checkpoint_best.pt")
     logs+=("$save/train.log")
 done

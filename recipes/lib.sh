@@ -140,6 +140,11 @@ student() {
         # its running mean (docs/hybrid.md)
         hybrid_kd_norm) student hybrid_kd "$save" "$data" "$arch" "$updates" "$teacher" "$seqkd" \
                        --gate-normalize "$@" ;;
+        # either, the gate's logit stepping N times faster (--gate-lr-scale N: Adam moves it by
+        # about the learning rate per update, 0.02 over a 60-update run — docs/hybrid.md)
+        hybrid_kd_lr[0-9]* | hybrid_kd_norm_lr[0-9]*)
+                   student "${method%_lr*}" "$save" "$data" "$arch" "$updates" "$teacher" "$seqkd" \
+                       --gate-lr-scale "${method##*_lr}" "$@" ;;
         *) log "unknown method $method"; return 2 ;;
     esac
 }

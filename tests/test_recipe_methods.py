@@ -65,6 +65,17 @@ def test_hybrid_kd_norm_is_hybrid_kd_with_a_normalised_gate():
     assert norm == plain
 
 
+def test_hybrid_kd_lr_n_scales_the_gate_step_of_either_gate():
+    plain, fast = student_args("hybrid_kd", "--seed", "2"), student_args("hybrid_kd_lr50", "--seed", "2")
+    assert option(fast, "--gate-lr-scale") == "50"
+    fast.remove("--gate-lr-scale")
+    fast.remove("50")
+    assert fast == plain
+    both = student_args("hybrid_kd_norm_lr7")
+    assert option(both, "--gate-lr-scale") == "7" and "--gate-normalize" in both
+    assert option(both, "--criterion") == "hybrid_kd"
+
+
 def test_an_unknown_method_is_one_error_line():
     script = "source recipes/lib.sh; train() { :; }; student nope S D A 1 T B"
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PRECISION": "fp32"}
