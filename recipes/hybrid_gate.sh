@@ -10,7 +10,7 @@
 #   hybrid_kd_norm         the same, its gradient seeing each loss over its running mean (--gate-normalize)
 #   hybrid_kd_lrN          theta's step N times larger (--gate-lr-scale N, G = sigmoid(N·theta))
 #   hybrid_kd_norm_lrN     both
-# Output: RESULTS/bench.{md,csv} (BLEU/chrF, p against the baseline student), RESULTS/gate.png (the
+# Output: RESULTS/bench.{md,csv} (the teacher and the students: BLEU/chrF, p against the baseline), RESULTS/gate.png (the
 # gates over the updates), RESULTS/trajectory.txt (update, gate, token and sentence loss, every 5
 # updates: the gated students log every 5, the rest of the study every 25).
 # Knobs: GATES (the four above, N = 50), ARCH (transformer_kd_small_d2), UPDATES (60),
@@ -28,25 +28,16 @@ START=$SECONDS
 
 teacher_and_data "$WORK" "$MAX_TRAIN"
 relabel "$TEACHER" "$WORK/data" "$WORK/seqkd-bin"
-size=${ARCH#transformer_kd_}
 root=$WORK/kim_rush/seed$STUDENT_SEED
-init=$(student_init "$root" "$TEACHER" "$ARCH")
-# shellcheck disable=SC2086  # init: options, split on spaces
-SEED=$STUDENT_SEED student baseline "$root/$size/baseline" "$WORK/data" "$ARCH" "$UPDATES" "$TEACHER" "$WORK/seqkd-bin" $init
-names="method=baseline,size=$size" checkpoints=("$root/$size/baseline/checkpoint_best.pt") logs=()
-for gate in $GATES; do
-    save=$root/$size/$gate
-    # shellcheck disable=SC2086
-    SEED=$STUDENT_SEED student "$gate" "$save" "$WORK/data" "$ARCH" "$UPDATES" "$TEACHER" "$WORK/seqkd-bin" \
-        $init --log-interval 5
-    names+=" method=$gate,size=$size"
-    checkpoints+=("$save/checkpoint_best.pt")
-    logs+=("$save/train.log")
-done
+# the students log every 5 updates (the gates' trajectory); the baseline is the bench's reference
+SEED=$STUDENT_SEED grid "$root" "$WORK/data" "$WORK/seqkd-bin" "$TEACHER" "$UPDATES" "$ARCH" "baseline $GATES" \
+    --log-interval 5
+logs=()
+for gate in $GATES; do logs+=("$root/${ARCH#transformer_kd_}/$gate/train.log"); done
 mkdir -p "$RESULTS"
 # shellcheck disable=SC2086  # GATES: a word list, one label each
 kd-nmt plot --gate-log "${logs[@]}" --gate-labels $GATES --out "$RESULTS" >&2
-BENCH_GREEDY=0 BASELINE=baseline/$size bench "$RESULTS" "$WORK/data" "$TEST_SPLIT" "$names" "${checkpoints[@]}"
+BENCH_GREEDY=0 grid_bench "$RESULTS" "$root" "$WORK/data" "$TEST_SPLIT" "$TEACHER" "$ARCH" "baseline $GATES"
 for log_file in "${logs[@]}"; do
     echo "== $log_file: update, gate, token_loss, sentence_loss (bits)"
     grep -E "train_inner" "$log_file" | awk '{

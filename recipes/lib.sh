@@ -226,17 +226,19 @@ student_init() {
     echo "--finetune-from-model $init --lr ${INIT_LR:-5e-4} --warmup-updates ${INIT_WARMUP:-30}"
 }
 
-# grid ROOT DATA_DIR SEQKD_BIN TEACHER UPDATES "ARCHS" "METHODS": every (arch, method) student,
-# trained into ROOT/<size>/<method> (size = the arch name without transformer_kd_); students of
-# a shrunk-teacher size start from the teacher's layers (student_init)
+# grid ROOT DATA_DIR SEQKD_BIN TEACHER UPDATES "ARCHS" "METHODS" [more options]: every (arch,
+# method) student, trained into ROOT/<size>/<method> (size = the arch name without
+# transformer_kd_); students of a shrunk-teacher size start from the teacher's layers
+# (student_init); the more options go to every student
 grid() {
     local root=$1 data=$2 seqkd=$3 teacher=$4 updates=$5 archs=$6 methods=$7 arch method init
+    shift 7
     for arch in $archs; do
         init=$(student_init "$root" "$teacher" "$arch")
         for method in $methods; do
             # shellcheck disable=SC2086  # init: options, split on spaces
             student "$method" "$root/${arch#transformer_kd_}/$method" "$data" "$arch" "$updates" \
-                "$teacher" "$seqkd" $init
+                "$teacher" "$seqkd" $init "$@"
         done
     done
 }

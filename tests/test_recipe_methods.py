@@ -82,3 +82,15 @@ def test_an_unknown_method_is_one_error_line():
     proc = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().endswith("unknown method nope")
+
+
+def test_grid_passes_more_options_to_every_student():
+    script = """
+        source recipes/lib.sh
+        student() { echo "$1 ${*: -2}"; }
+        grid ROOT DATA SEQKD-bin T.pt 60 transformer_kd_tiny "baseline hybrid_kd" --log-interval 5
+    """
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PRECISION": "fp32"}
+    proc = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:-1] == ["baseline --log-interval 5", "hybrid_kd --log-interval 5"]
