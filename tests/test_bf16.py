@@ -105,3 +105,36 @@ def test_bf16_word_kd_student_trains(data_bin, teacher_checkpoint, tmp_path):
     log = proc.stdout + proc.stderr
     kd = train_losses(log, key="kd_loss")
     assert len(kd) == 5 and all(math.isfinite(x) and x >= 0 for x in kd)
+
+
+def test_bf16_region_uses_the_math_attention_kernel_and_restores_the_flags():
+    # the CPU flash kernel's bf16 backward is ~4x slower than its fp32 one (kd_nmt/precision.py)
+    flags = torch.backends.cuda  # the sdp flags are global, CPU included
+    assert flags.flash_sdp_enabled()
+    with cpu_autocast(True):
+        assert not flags.flash_sdp_enabled()
+        assert flags.math_sdp_enabled()
+        assert torch.is_autocast_enabled("cpu")
+    assert flags.flash_sdp_enabled() and not torch.is_autocast_enabled("cpu")
+    with cpu_autocast(False):  # fp32 keeps the fused kernel
+        assert flags.flash_sdp_enabled()
+
+
+def test_bf16_attention_gradient_matches_fp32():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 7, 16, requires_grad=True) for _ in range(3))
+    mask = torch.ones(7, 7, dtype=torch.bool).tril()
+
+    def grads(bf16):
+        for t in (q, k, v):
+            t.grad = None
+        with cpu_autocast(bf16):
+            out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.0)
+        out.float().square().sum().backward()
+        return torch.cat([t.grad.flatten() for t in (q, k, v)])
+
+    g32, g16 = grads(False), grads(True)
+    assert torch.isfinite(g16).all()
+    cosine = torch.nn.functional.cosine_similarity(g16.double(), g32.double(), dim=0).item()
+    assert cosine > GRAD_COSINE, cosine
+    assert not torch.equal(g16, g32)  # it did run in bf16
