@@ -9,7 +9,7 @@ multiply bfloat16 matrices about twice as fast as float32 ones, so on the CPU th
   and ct2-fairseq-converter load them as any other checkpoint);
 * the forward (student and teacher) runs under ``torch.autocast("cpu", dtype=torch.bfloat16)``:
   matrix products in bfloat16, everything autocast keeps in float32 in float32; the backward
-  follows the forward's dtypes;
+  follows the forward's dtypes; attention uses the math kernel (see ``cpu_autocast``);
 * losses are computed in float32: fairseq's criteria and ours cast logits up before any
   log-softmax (``kd_objective`` works in float32 chunk by chunk);
 * no loss scaling: bfloat16 has float32's exponent range, so gradients do not underflow.
@@ -24,6 +24,7 @@ import functools
 import logging
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,8 @@ def cpu_autocast(enabled: bool):
     Inside it attention runs on PyTorch's math kernel instead of the fused (flash) one: on the
     CPU the flash kernel's backward is about 4x *slower* in bfloat16 than in float32 (4 teacher
     updates: 519 ms vs 121 ms), while the math kernel's batched matmuls get bfloat16's speed-up
-    like every other product — a training step 1.69x float32's speed with the flash kernel,
-    1.94x with the math one (AVX-512 BF16 CPU; benchmarks/bf16_train.py).
+    like every other product. benchmarks/bf16_train.py, teacher architecture, AVX-512 BF16 CPU:
+    1.48x float32's tokens/s with the flash kernel, 1.90x with the math one.
     """
     if not enabled:
         return contextlib.nullcontext()
@@ -55,8 +56,6 @@ def cpu_autocast(enabled: bool):
 
 @contextlib.contextmanager
 def _bf16_region():
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
     with torch.autocast("cpu", dtype=torch.bfloat16), sdpa_kernel([SDPBackend.MATH]):
         yield
 
