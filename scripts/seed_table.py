@@ -3,7 +3,7 @@
 
     python scripts/seed_table.py results/kim_rush --baseline baseline
 
-reads every ``RESULTS/seed*/bench.csv`` (one ``kd-nmt bench`` per seed, whose rows carry the
+reads every ``RESULTS/seed*/bench.csv`` (or docs/'s flat ``RESULTS/seedS.csv``; one ``kd-nmt bench`` per seed, whose rows carry the
 ``method`` and ``size`` columns of their ``--names``; the teacher row, which has no method, is left
 out) and prints a Markdown table: one row per (size, method) in the order they first appear (a
 size column where the names carry one), the number of seeds, BLEU and chrF as mean ± sample sd
@@ -24,10 +24,12 @@ import csv
 import glob
 import json
 import os
+import re
 import statistics
 
 from tool_common import run_tool
 
+from kd_nmt.common import seed_stats
 from kd_nmt.common.args import ArgumentParser
 from kd_nmt.errors import KDNMTError
 
@@ -38,10 +40,15 @@ def read_rows(*folders, file="bench.csv"):
     rows, seen = [], set()
     for results in folders:
         paths = sorted(glob.glob(os.path.join(results, "seed*", file)))
-        if not paths:
-            raise KDNMTError(f"no {results}/seed*/{file}: run the recipe's bench step first")
-        for path in paths:
-            seed = os.path.basename(os.path.dirname(path))[len("seed"):]
+        # docs/ keeps each seed's file flat: seedS.csv (bench.csv), seedS_buckets.csv
+        flat = sorted(glob.glob(os.path.join(results, "seed*" + file[len("bench"):])))
+        flat = [p for p in flat if re.fullmatch(r"seed\d+" + re.escape(file[len("bench"):]), os.path.basename(p))]
+        if not paths and not flat:
+            raise KDNMTError(f"no {results}/seed*/{file} (nor seed*{file[len('bench'):]}): "
+                             "run the recipe's bench step first")
+        for path in paths or flat:
+            seed = (os.path.basename(os.path.dirname(path)) if paths else os.path.basename(path).split(".")[0].split("_")[0])
+            seed = seed[len("seed"):]
             with open(path, encoding="utf-8") as f:
                 for row in csv.DictReader(f):
                     if not row.get("method"):
@@ -111,7 +118,49 @@ def table(rows, baseline, work=None):
         lines.append(f"{first}{pairs}{n_seeds} | " + " | ".join(cells) + f" | {p} |")
     lines += ["", f"mean ± sd over seeds; Δ: BLEU ({decodes[-1]}) minus the same seed's {baseline} student's, "
               "p: the paired bootstrap of that difference (kd-nmt bench, sacreBLEU, 1,000 resamples); "
-              "(-): the bench tested this student against another one (a grid's first size's baseline)."]
+              "(-): the bench tested this student against another one (a grid's first size's baseline). "
+              "These p-values are over the sentences of one trained model each: read the seed-level table "
+              "below for claims about a method."]
+    return lines + [""] + seed_level_table(rows, baseline)
+
+
+METRICS = (("bleu", "BLEU"), ("chrf", "chrF"))
+
+
+def seed_level_table(rows, baseline):
+    """Each method against the same size's ``baseline`` with the training seed as the unit
+    (kd_nmt.common.seed_stats): per decoding, the mean per-seed difference with its 95 % t
+    interval, the Holm-adjusted p (one family per metric: every row and decoding of this table)
+    and the call, BLEU and chrF side by side."""
+    decodes = sorted({r["decode"] for r in rows}, key=decode_order)
+    keys = [k for k in dict.fromkeys((r.get("size", ""), r["method"]) for r in rows) if k[1] != baseline]
+    sized = any(size for size, _ in keys)
+    cells = []  # (size, method, decode, {metric: summary})
+    for size, method in keys:
+        for d in decodes:
+            def scores(m, metric):
+                return {r["seed"]: float(r[metric]) for r in rows
+                        if r.get("size", "") == size and r["method"] == m and r["decode"] == d}
+            summaries = {metric: seed_stats.paired_seed_difference(scores(method, metric), scores(baseline, metric))
+                         for metric, _ in METRICS}
+            if summaries["bleu"]["n"]:
+                cells.append((size, method, d, summaries))
+    adjusted = {metric: seed_stats.holm([c[3][metric]["p"] for c in cells]) for metric, _ in METRICS}
+    head = "| " + ("size | " if sized else "") + "method | decoding | seeds | "
+    head += " | ".join(f"Δ {name} [95 % CI] | Holm p | {name} call" for _, name in METRICS) + " |"
+    lines = [head, "|" + "---|" * (2 + sized) + "---:|" + "---:|---:|---|" * len(METRICS)]
+    for i, (size, method, d, summaries) in enumerate(cells):
+        parts = []
+        for metric, _ in METRICS:
+            p = adjusted[metric][i]
+            parts += [seed_stats.format_interval(summaries[metric]), "–" if p is None else f"{p:.3f}",
+                      seed_stats.call(summaries[metric], p)]
+        first = f"| {size} | {method} | " if sized else f"| {method} | "
+        lines.append(f"{first}{d} | {summaries['bleu']['n']} | " + " | ".join(parts) + " |")
+    lines += ["", f"Seed-level: per seed, the method's score minus the same seed's {baseline} student's "
+              "(same size and decoding); mean with a 95 % Student-t interval over those differences, the "
+              "t-test's p adjusted by Holm across this table's rows (per metric). A gain or loss is called "
+              "only where the adjusted p < 0.05; otherwise no difference shown. One seed is a pilot."]
     return lines
 
 
