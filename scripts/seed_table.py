@@ -3,14 +3,20 @@
 
     python scripts/seed_table.py results/kim_rush --baseline baseline
 
-reads every ``RESULTS/seed*/bench.csv`` (or docs/'s flat ``RESULTS/seedS.csv``; one ``kd-nmt bench`` per seed, whose rows carry the
-``method`` and ``size`` columns of their ``--names``; the teacher row, which has no method, is left
-out) and prints a Markdown table: one row per (size, method) in the order they first appear (a
-size column where the names carry one), the number of seeds, BLEU and chrF as mean ± sample sd
-for each decoding, and per seed the BLEU difference (last decoding, e.g. beam 5) to that seed's
-``--baseline`` method with its paired bootstrap p-value, as the bench computed it. ``--train-pairs WORK`` adds
-the number of training pairs of each Seq-KD data set (``WORK/seqkd<+parts>-bin/relabel.json``),
-for the Seq-KD data study.
+reads every ``RESULTS/seed*/bench.csv`` (or docs/'s flat ``RESULTS/seedS.csv``), one ``kd-nmt
+bench`` per seed whose rows carry the ``method`` and ``size`` columns of their ``--names`` (the
+teacher row, which has no method, is left out), and prints two Markdown tables:
+
+1. one row per (size, method) in the order they first appear (a size column where the names carry
+   one): the number of seeds, BLEU and chrF as mean ± sample sd for each decoding, and per seed the
+   BLEU difference (last decoding) to that seed's ``--baseline`` with the bench's paired bootstrap
+   p-value — a statement about one trained model each, not about the method;
+2. the seed-level table (kd_nmt/common/seed_stats.py): per method and decoding, the mean per-seed
+   difference to the baseline with a 95 % t interval over seeds, Holm-adjusted p across the table's
+   rows, BLEU and chrF side by side, and the call (gain / loss / no difference shown / pilot).
+
+``--train-pairs WORK`` adds the number of training pairs of each Seq-KD data set
+(``WORK/seqkd<+parts>-bin/relabel.json``), for the Seq-KD data study.
 
 Several RESULTS folders join into one table (e.g. a second run that added methods, or one that
 decoded with beam 10): a (seed, size, method, decoding) found in more than one is taken from the
@@ -47,8 +53,8 @@ def read_rows(*folders, file="bench.csv"):
             raise KDNMTError(f"no {results}/seed*/{file} (nor seed*{file[len('bench'):]}): "
                              "run the recipe's bench step first")
         for path in paths or flat:
-            seed = (os.path.basename(os.path.dirname(path)) if paths else os.path.basename(path).split(".")[0].split("_")[0])
-            seed = seed[len("seed"):]
+            folder_or_file = os.path.dirname(path) if paths else path
+            seed = re.match(r"seed(\d+)", os.path.basename(folder_or_file)).group(1)
             with open(path, encoding="utf-8") as f:
                 for row in csv.DictReader(f):
                     if not row.get("method"):

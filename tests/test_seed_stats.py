@@ -66,6 +66,7 @@ def test_seed_table_prints_the_seed_level_calls(tmp_path):
     # word_kd's adjusted p = 2 * 0.0303 = 0.0606 -> no call despite its interval, seq_kd's
     # max(0.0606, 1 * 0.5) = 0.5; chrF +1, +1: exact
     p_word = 1 - 2 * math.atan(21) / math.pi
-    assert word.startswith(f"| d2 | word_kd | beam5 | 2 | +2.10 [+0.83, +3.37] | {2 * p_word:.3f} | no difference shown |")
+    assert word.startswith(f"| d2 | word_kd | beam5 | 2 | +2.10 [+0.83, +3.37] | {2 * p_word:.3f} "
+                           "| no difference shown |")
     assert word.endswith("| +1.00 [+1.00, +1.00] | 0.000 | gain |")
     assert seq.startswith("| d2 | seq_kd | beam5 | 2 | +0.50 [-5.85, +6.85] | 0.500 | no difference shown |")
