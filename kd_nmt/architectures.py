@@ -11,12 +11,18 @@ vocabulary are listed in the README (measured with `kd-nmt bench`).
     transformer_kd_small_d2         3+2       256  1024    4
     transformer_kd_small_d1         3+1       256  1024    4
     transformer_kd_base             6+6       512  2048    8
+    transformer_kd_narrow           2+2       192   768    4
+    transformer_kd_micro            2+1        64   256    2
 
 The ``_d2``/``_d1`` students keep the small teacher's encoder and shrink its decoder (deep
 encoder, shallow decoder: Kasai et al. 2021; beam search pays per decoder layer), so
 scripts/shrink_teacher.py can start them from the teacher's own layers. ``_d3`` is
 ``transformer_kd_small`` under the name the recipes read as "start from the teacher's layers":
 the study's student as big as its teacher (born-again networks, Furlanello et al. 2018).
+
+``_narrow``, ``_tiny`` and ``_micro`` are the Multi30k students trained from scratch under the
+``transformer_kd_small`` teacher: with its 8k vocabulary about 47 %, 26 % and 9 % of its
+parameters (recipes/multi30k.sh) — the capacity gap the shrunk ``_dN`` students lack.
 """
 from fairseq.models import register_model_architecture
 from fairseq.models.transformer import base_architecture
@@ -32,6 +38,8 @@ SIZES = {
     "transformer_kd_small_d2": ((3, 2), 256, 1024, 4),
     "transformer_kd_small_d1": ((3, 1), 256, 1024, 4),
     "transformer_kd_base": ((6, 6), 512, 2048, 8),
+    "transformer_kd_narrow": ((2, 2), 192, 768, 4),
+    "transformer_kd_micro": ((2, 1), 64, 256, 2),
 }
 
 

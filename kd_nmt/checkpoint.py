@@ -34,7 +34,8 @@ PLAIN_TASK = "translation"
 PLAIN_ARCH = "transformer"
 # kd_nmt.architectures' names (kept here so saving needs no fairseq registration import)
 PLUGIN_ARCHS = ("transformer_kd_mini", "transformer_kd_tiny", "transformer_kd_small", "transformer_kd_small_d3",
-                "transformer_kd_small_d2", "transformer_kd_small_d1", "transformer_kd_base")
+                "transformer_kd_small_d2", "transformer_kd_small_d1", "transformer_kd_base",
+                "transformer_kd_narrow", "transformer_kd_micro")
 # options that only mean something to kd_translation; stripped from saved student configs
 KD_TASK_OPTIONS = ("teacher_path", "teacher_cache", "sentence_kd_data")
 

@@ -1,21 +1,21 @@
 """The registered student/teacher sizes: their defaults reach fairseq's parsed arguments, an
 explicit option still wins, and the built models have the parameter counts the README lists."""
+import re
+
 import pytest
 from fairseq import options, tasks
 
-from helpers import PLUGIN
+from helpers import PLUGIN, REPO
 from kd_nmt.architectures import SIZES
 
-# parameters with a 4008-symbol joined dictionary (the recipes' 4k sentencepiece vocabulary)
-README_PARAMS_4K = {
-    "transformer_kd_mini": 975_872,
-    "transformer_kd_tiny": 1_438_720,
-    "transformer_kd_small": 6_555_648,
-    "transformer_kd_small_d3": 6_555_648,
-    "transformer_kd_small_d2": 5_502_208,
-    "transformer_kd_small_d1": 4_448_768,
-    "transformer_kd_base": 46_190_592,
-}
+README = (REPO / "README.md").read_text(encoding="utf-8")
+# the README's size table: | `ARCH` | layers | dim | ffn | heads | parameters (4,008 symbols) |
+README_PARAMS_4K = {m.group(1): int(m.group(2).replace(",", ""))
+                    for m in re.finditer(r"^\| `(transformer_kd_\w+)` \|.*\| ([\d,]+) \|$", README, re.M)}
+
+
+def test_the_readme_lists_every_size():
+    assert sorted(README_PARAMS_4K) == sorted(SIZES)
 
 
 def parse(data_bin, *argv):
