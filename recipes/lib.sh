@@ -166,7 +166,9 @@ relabel() {
 # bench OUT DATA_DIR SPLIT NAMES CHECKPOINTS...: BLEU/chrF (greedy unless BENCH_GREEDY=0, and
 # beam), speed, size (outputs at most 1.2 x source + 10 tokens: an undertrained student would
 # babble 200 tokens a line); the bootstrap baseline is $BASELINE (a name) or else the first
-# checkpoint. NAMES: space-separated, one per checkpoint (see kd-nmt bench --help).
+# checkpoint. NAMES: space-separated, one per checkpoint (see kd-nmt bench --help). The references
+# are DATA_DIR/raw/SPLIT.en (punctuation-normalised like the source) unless REFERENCES=DIR names a
+# folder of the corpus as published (DIR/SPLIT.en: the standard references of a benchmark).
 bench() {
     local out=$1 data=$2 split=$3 names=$4 greedy=()
     shift 4
@@ -175,7 +177,7 @@ bench() {
     log "bench $split -> $out"
     # shellcheck disable=SC2086
     kd-nmt bench --checkpoint "$@" --data-bin "$data/bin" --split "$split" \
-        --spm "$data/spm.model" --reference "$data/raw/$split.en" --beam "$BEAM" \
+        --spm "$data/spm.model" --reference "${REFERENCES:-$data/raw}/$split.en" --beam "$BEAM" \
         --max-len-a 1.2 --max-len-b 10 \
         --threads "$THREADS" --names $names ${BASELINE:+--baseline "$BASELINE"} \
         ${BASELINE_PER:+--baseline-per "$BASELINE_PER"} --out "$out" "${greedy[@]}"
