@@ -192,7 +192,7 @@ deploy() {
     shift 4
     if [ -e "$out/deploy.md" ]; then log "skip $out (done)"; return; fi
     log "deployment table on ${lines/#0/all} lines of $split -> $out"
-    local src=$data/raw/$split.de ref=$data/raw/$split.en
+    local src=$data/raw/$split.de ref=${REFERENCES:-$data/raw}/$split.en
     mkdir -p "$out"
     if [ "$lines" -gt 0 ]; then
         head -n "$lines" "$src" >"$out/input.de" && src=$out/input.de

@@ -19,6 +19,10 @@ Writes into ``--out``:
 * ``MANIFEST.json`` — sha256 of every file, the averaged checkpoints, parameter count, ``--note``
   and any ``--info KEY=VALUE`` (the recipe records BLEU, wall time, corpus and package versions).
 
+``--update DIR --info KEY=VALUE ...`` adds entries to an existing MANIFEST.json (a value that parses
+as JSON is stored as JSON: the recipe adds the shipped model's scores after benchmarking it); the
+files and their sha256 are untouched.
+
 ``--verify DIR`` recomputes every sha256 and exits 1 with one line naming the first file that
 differs (recipes call it before they use a shipped model).
 """
@@ -108,14 +112,45 @@ def ship(checkpoints, data, out, note, info):
         "dtype": "float16 (weights only; loads into float32 models)",
         "note": note,
     }
-    for item in info:
-        key, _, value = item.partition("=")
-        manifest[key] = value
-    with open(os.path.join(out, "MANIFEST.json"), "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+    manifest.update(parse_info(info))
+    write_manifest(out, manifest)
     size = os.path.getsize(os.path.join(out, "model.pt")) / 2**20
     print(f"ship_checkpoint: {out}/model.pt ({size:.1f} MiB, mean of {len(checkpoints)} checkpoints)")
+
+
+def parse_info(items):
+    """``KEY=VALUE`` strings as a dict; a value that parses as JSON (a number, an object) is kept as JSON."""
+    parsed = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            parsed[key] = json.loads(value)
+        except ValueError:
+            parsed[key] = value
+    return parsed
+
+
+def write_manifest(out, manifest):
+    path = os.path.join(out, "MANIFEST.json")
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+
+
+def update(out, info):
+    path = os.path.join(out, "MANIFEST.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, ValueError) as exc:
+        print(f"ship_checkpoint: error: {path} unreadable ({exc}): ship the model first", file=sys.stderr)
+        return 1
+    manifest.update(parse_info(info))
+    write_manifest(out, manifest)
+    return 0
 
 
 def verify(out):
@@ -145,9 +180,12 @@ def main(argv=None):
     p.add_argument("--note", default="", help="free text stored in MANIFEST.json (e.g. the training command)")
     p.add_argument("--info", nargs="*", default=[], metavar="KEY=VALUE", help="more MANIFEST.json entries")
     p.add_argument("--verify", metavar="DIR", help="check DIR's files against its MANIFEST.json")
+    p.add_argument("--update", metavar="DIR", help="add the --info entries to DIR's MANIFEST.json")
     a = p.parse_args(argv)
     if a.verify:
         return verify(a.verify)
+    if a.update:
+        return update(a.update, a.info)
     if not (a.checkpoints and a.data and a.out):
         p.error("--checkpoints, --data and --out are required (or --verify DIR)")
     for path in a.checkpoints:
