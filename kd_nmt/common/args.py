@@ -5,6 +5,7 @@ like every other user error, so ``kd-nmt`` prints it as its one line ``kd-nmt: e
 (exit status 2) and the message names the ``--help`` to read.
 """
 import argparse
+import math
 
 from kd_nmt.errors import KDNMTError
 
@@ -18,6 +19,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         raise KDNMTError(f"{message} (see `{self.prog} --help`)")
+
+    def _get_value(self, action, arg_string):
+        # float('nan') and float('inf') parse: a NaN length penalty made every n-best score NaN
+        # and the n-best JSONL invalid JSON. No option of ours means anything at NaN or infinity.
+        value = super()._get_value(action, arg_string)
+        if isinstance(value, float) and not math.isfinite(value):
+            option = action.option_strings[-1] if action.option_strings else action.dest
+            raise KDNMTError(f"{option} must be a finite number, got {arg_string!r} (see `{self.prog} --help`)")
+        return value
 
 
 def check_minimums(*checks):

@@ -27,6 +27,7 @@ Validation reports the student's label-smoothed CE on gold as ``loss`` (so
 ``--best-checkpoint-metric loss`` means what it means for a plain student); ``kd_loss`` and the
 teacher's gold NLL are logged beside it. All losses are logged in base 2, like fairseq's.
 """
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -155,6 +156,17 @@ def kd_term(student_logits, teacher, target, padding_idx, name, temperature=1.0,
     return per_token.masked_fill(dropped, 0.0).sum()
 
 
+def check_finite(cfg):
+    """One KDNMTError for a float option at NaN or infinity: ``--kd-temperature inf`` passed the
+    range checks below (inf > 0) and ended in a traceback; a NaN passes every comparison."""
+    # fairseq hands the criterion an omegaconf DictConfig; tests may build the dataclass itself
+    names = list(cfg.keys()) if hasattr(cfg, "keys") else [f.name for f in dataclasses.fields(cfg)]
+    for name in names:
+        value = getattr(cfg, name, None)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise KDNMTError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+
+
 @register_criterion("word_kd", dataclass=WordKDConfig)
 class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
     """Label-smoothed CE on gold mixed with a token-level divergence to the task's teacher."""
@@ -167,6 +179,7 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
                 f"--criterion {self.__class__.criterion_name()} needs a teacher: use "
                 "--task kd_translation with --teacher-path T.pt (or --teacher-cache DIR)"
             )
+        check_finite(cfg)
         if not 0.0 <= cfg.kd_alpha <= 1.0:
             raise KDNMTError(f"--kd-alpha must be in [0, 1], got {cfg.kd_alpha}")
         if cfg.kd_temperature <= 0:
