@@ -36,7 +36,11 @@ def read_lines(path):
     character inside a line of a user's corpus would shift every later line of that side.
     """
     with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
+        text = f.read()
+    if text.startswith("\ufeff"):  # a byte-order mark would stay in line 1 of raw/, the bench reference
+        print(f"prepare: note: {path}: removed the UTF-8 byte-order mark at its start", file=sys.stderr)
+        text = text[1:]
+    lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()  # the final newline ends the last line, it does not start one
     return lines

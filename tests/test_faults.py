@@ -43,3 +43,18 @@ def test_the_python_api_still_takes_finite_floats():
     with pytest.raises(KDNMTError, match="--lenpen must be a finite number, got '-inf'"):
         p.parse_args(["--lenpen=-inf"])
     assert p.parse_args(["--lenpen", str(sys.float_info.max)]).lenpen == sys.float_info.max  # finite
+
+
+# --- byte-order marks -------------------------------------------------------------------------
+def test_a_bom_is_removed_and_said_by_every_reader(tmp_path, capsys):
+    from data.prepare import read_lines as prepare_read_lines
+    from kd_nmt.common.lines import TextFile
+
+    path = tmp_path / "ref.en"
+    path.write_bytes("\ufeffA man .\r\nTwo dogs .\n".encode("utf-8"))
+    assert TextFile(str(path), "reference").lines == ["A man .", "Two dogs ."]
+    assert capsys.readouterr().err == f"kd-nmt: note: {path}: removed the UTF-8 byte-order mark at its start\n"
+    assert prepare_read_lines(path) == ["A man .", "Two dogs ."]
+    assert "removed the UTF-8 byte-order mark" in capsys.readouterr().err
+    path.write_bytes(b"A man .\n")
+    assert TextFile(str(path)).lines == ["A man ."] and capsys.readouterr().err == ""

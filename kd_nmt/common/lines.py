@@ -6,9 +6,14 @@ fairseq-preprocess opens a file in Python's text mode (UTF-8, universal newlines
 whitespace. So line *i* here is sentence *i* of the binarized file, with the same tokens, and
 a file has as many lines as fairseq binarizes from it: a final newline ends the last line, it
 does not start an empty one.
+
+A UTF-8 byte-order mark at the start of a file is removed, and said on stderr: Python's "utf-8"
+codec keeps it as U+FEFF in line 1, where it silently changed a relabeled translation and a
+bench reference (BLEU moved). ``strip_bom`` is the one place that does it.
 """
 import hashlib
 import os
+import sys
 
 from kd_nmt.errors import KDNMTError
 
@@ -19,6 +24,17 @@ def split_lines(text):
     if lines[-1] == "":
         lines.pop()  # the final newline ends the last line, it does not start one
     return [line.strip() for line in lines]
+
+
+BOM = "\ufeff"
+
+
+def strip_bom(text, path):
+    """``text`` without a leading byte-order mark; one note on stderr naming ``path`` if it had one."""
+    if text.startswith(BOM):
+        print(f"kd-nmt: note: {path}: removed the UTF-8 byte-order mark at its start", file=sys.stderr)
+        return text[len(BOM):]
+    return text
 
 
 class TextFile:
@@ -46,7 +62,7 @@ class TextFile:
                 f"(offset {exc.start}); convert it first (e.g. iconv -f latin1 -t utf-8)"
             ) from None
         del data
-        self.lines = split_lines(text)
+        self.lines = split_lines(strip_bom(text, path))
 
     def __len__(self):
         return len(self.lines)
