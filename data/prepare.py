@@ -133,16 +133,73 @@ def _binarize(tok, bin_dir, splits, srcdict=None, langs=(SRC, TGT)):
     os.replace(tmp, bin_dir)
 
 
+class PrepareMismatch(Exception):
+    """OUT holds (part of) a corpus prepared from other inputs or options."""
+
+
+def _sha256(path):
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _config(raw, vocab, max_train, noise, seed, srcdict, spm_model, langs, splits):
+    """What OUT is made from: the options and the sha256 of every input file."""
+    inputs = {f"{split}.{lang}": _sha256(raw / f"{split}.{lang}")
+              for split in splits for lang in langs if (raw / f"{split}.{lang}").exists()}
+    for name, path in (("srcdict", srcdict), ("spm_model", spm_model)):
+        if path:
+            inputs[name] = _sha256(path)
+    return {"raw": str(raw), "vocab": vocab, "max_train": max_train,
+            "noise": list(noise) if noise else None, "seed": seed, "langs": list(langs), "inputs": inputs}
+
+
+def _check_same(out, config):
+    """Refuse an OUT begun or finished from other inputs: its steps would be skipped and the old
+    corpus kept under the new counts. ``prepare.json`` records a finished run, ``prepare.start.json``
+    one begun; the raw path may move (only the file contents and options must match)."""
+    for name in ("prepare.json", "prepare.start.json"):
+        path = out / name
+        if not path.exists():
+            continue
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            raise PrepareMismatch(f"{path} is unreadable: delete {out} and prepare again") from None
+        keys = [k for k in config if k != "raw" and k in old]  # a prepare.json of before has no inputs
+        if "noise" in old and old["noise"] is not None:
+            old["noise"] = list(old["noise"])
+        differ = [k for k in keys if old[k] != config[k]]
+        if differ:
+            what = ", ".join(f"{k} {old[k]!r} -> {config[k]!r}" if k != "inputs" else
+                             "input files " + ", ".join(sorted(n for n in set(old[k]) | set(config[k])
+                                                                if old[k].get(n) != config[k].get(n)))
+                             for k in differ)
+            raise PrepareMismatch(
+                f"{out} was prepared from other inputs or options ({what}); its steps would be skipped "
+                f"and the old corpus kept: delete {out} or choose another --out")
+        return
+
+
 def prepare(raw, out, vocab=8000, max_train=0, noise=None, seed=1, srcdict=None, spm_model=None,
             src=SRC, tgt=TGT, splits=SPLITS):
     """Build ``out/{raw,spm.model,tok,bin}`` from the raw corpus directory ``raw``; returns ``out/bin``.
 
-    ``splits``: the split names to look for (``RAW/{split}.{src}``), train first.
+    ``splits``: the split names to look for (``RAW/{split}.{src}``), train first. A PrepareMismatch
+    if ``out`` was begun or finished from other input files or options (nothing is changed then).
     """
     raw, out, langs = Path(raw), Path(out), (src, tgt)
     if not (raw / f"train.{src}").exists():
         sys.exit(f"prepare: error: no {raw}/train.{src} — build the corpus first (make data)")
+    config = _config(raw, vocab, max_train, noise, seed, srcdict, spm_model, langs, splits)
+    _check_same(out, config)
     out.mkdir(parents=True, exist_ok=True)
+    if not (out / "prepare.json").exists():
+        (out / "prepare.start.json").write_text(json.dumps(config, indent=2))
     splits = _normalise(raw, out / "raw", max_train, langs, splits)
     if spm_model:
         model = out / "spm.model"
@@ -152,9 +209,10 @@ def prepare(raw, out, vocab=8000, max_train=0, noise=None, seed=1, srcdict=None,
         model = _train_spm(out / "raw", out, vocab, seed, langs)
     _encode(out / "raw", out / "tok", model, splits, noise, seed, langs)
     _binarize(out / "tok", out / "bin", splits, srcdict, langs)
-    (out / "prepare.json").write_text(json.dumps(
-        {"raw": str(raw), "vocab": vocab, "max_train": max_train, "noise": noise, "seed": seed,
-         "splits": splits, "srcdict": str(srcdict) if srcdict else None}, indent=2))
+    tmp = out / "prepare.json.tmp"
+    tmp.write_text(json.dumps({**config, "splits": splits, "srcdict": str(srcdict) if srcdict else None}, indent=2))
+    os.replace(tmp, out / "prepare.json")
+    (out / "prepare.start.json").unlink(missing_ok=True)
     return out / "bin"
 
 
@@ -173,7 +231,10 @@ def main(argv=None):
     if a.noise:
         kind, rate = a.noise.split(":")
         noise = (kind, float(rate))
-    print(prepare(a.raw, a.out, a.vocab, a.max_train, noise, a.seed, a.srcdict, a.spm_model))
+    try:
+        print(prepare(a.raw, a.out, a.vocab, a.max_train, noise, a.seed, a.srcdict, a.spm_model))
+    except PrepareMismatch as exc:
+        sys.exit(f"prepare: error: {exc}")
 
 
 if __name__ == "__main__":

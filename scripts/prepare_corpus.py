@@ -14,8 +14,9 @@ two sides with different line counts (both counts) stop with one line and exit s
 
 OUT/ then holds raw/ (normalised text: the references for `kd-nmt bench --reference`),
 spm.model, tok/ (pieces: the input of `kd-nmt relabel`), bin/ (the data-bin to train on; its
-path is printed on stdout) and prepare.json. Each step is skipped when its output exists: delete
-OUT to prepare again.
+path is printed on stdout) and prepare.json. Each step is skipped when its output exists, so an
+interrupted run resumes; an OUT begun or finished from other input files (sha256) or options is
+refused with one line (its skipped steps would keep the old corpus): delete OUT to prepare again.
 
 example:
   python scripts/prepare_corpus.py --raw ~/corpora/fr-en --out work/fren --vocab 8000 \\
@@ -126,10 +127,13 @@ def main(argv):
     splits = find_splits(a.raw, src, tgt)
     counts = check_pairs(a.raw, src, tgt, splits)
 
-    from data.prepare import prepare
+    from data.prepare import PrepareMismatch, prepare
 
-    bin_dir = prepare(a.raw, a.out, a.vocab, a.max_train, noise, a.seed, a.srcdict, a.spm_model,
-                      src=src, tgt=tgt, splits=splits)
+    try:
+        bin_dir = prepare(a.raw, a.out, a.vocab, a.max_train, noise, a.seed, a.srcdict, a.spm_model,
+                          src=src, tgt=tgt, splits=splits)
+    except PrepareMismatch as exc:
+        raise KDNMTError(str(exc)) from None
     if a.max_train:
         counts["train"] = min(counts["train"], a.max_train)
     summary = ", ".join(f"{split} {n}" for split, n in counts.items())

@@ -58,3 +58,34 @@ def test_a_bom_is_removed_and_said_by_every_reader(tmp_path, capsys):
     assert "removed the UTF-8 byte-order mark" in capsys.readouterr().err
     path.write_bytes(b"A man .\n")
     assert TextFile(str(path)).lines == ["A man ."] and capsys.readouterr().err == ""
+
+
+# --- prepare_corpus into an OUT made from other inputs ---------------------------------------
+def test_prepare_corpus_refuses_an_out_made_from_other_inputs(tmp_path):
+    from helpers import FIXTURE, REPO
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for split in ("train", "valid"):
+        for lang in ("de", "en"):
+            (raw / f"{split}.{lang}").write_text((FIXTURE / f"{split}.{lang}").read_text())
+
+    def prepare(*extra):
+        return subprocess.run([sys.executable, str(REPO / "scripts" / "prepare_corpus.py"), "--raw", str(raw),
+                               "--out", str(tmp_path / "out"), "--vocab", "300", *extra],
+                              capture_output=True, text=True)
+
+    first = prepare("--max-train", "200")
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    again = prepare("--max-train", "100")  # exited 0 before and printed "train 100" over the old 200
+    assert again.returncode == 2
+    assert again.stderr.strip().endswith("out was prepared from other inputs or options (max_train 200 -> 100); "
+                                         "its steps would be skipped and the old corpus kept: delete "
+                                         f"{tmp_path / 'out'} or choose another --out")
+    (raw / "valid.en").write_text((raw / "valid.en").read_text().replace("the", "a", 1))
+    changed = prepare("--max-train", "200")
+    assert changed.returncode == 2 and "input files valid.en" in changed.stderr
+    assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == before
+    (raw / "valid.en").write_text((FIXTURE / "valid.en").read_text())
+    assert prepare("--max-train", "200").returncode == 0  # the same inputs: every step skipped
