@@ -89,3 +89,27 @@ def test_prepare_corpus_refuses_an_out_made_from_other_inputs(tmp_path):
     assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == before
     (raw / "valid.en").write_text((FIXTURE / "valid.en").read_text())
     assert prepare("--max-train", "200").returncode == 0  # the same inputs: every step skipped
+
+
+# --- relabel resumes verify their chunks -----------------------------------------------------
+def test_relabel_redoes_a_chunk_cut_short_or_edited(capsys, tokenized, data_bin, teacher_checkpoint, tmp_path):
+    from test_relabel import base_args, relabel
+
+    out = tmp_path / "test.kd.en"
+    args = [*base_args(teacher_checkpoint, data_bin, tokenized / "test.de", out),
+            "--beam", "2", "--chunk-size", "10", "--keep-chunks"]
+    rc, err = relabel(capsys, *args)
+    assert rc == 0, err
+    expected = out.read_bytes()
+    chunks = tmp_path / "test.kd.en.chunks"
+    first = chunks / "000001.txt"
+    first.write_text("".join(first.read_text().splitlines(keepends=True)[:3]))  # 3 of its 10 lines
+    second = chunks / "000002.txt"
+    second.write_text(second.read_text().replace("\u2581", "\u2581x", 1))  # same lines, other text
+    out.unlink()
+    rc, err = relabel(capsys, *args)
+    assert rc == 0, err
+    assert f"chunk 1 of {chunks} is damaged (3 lines where the chunk has 10): redoing it" in err
+    assert f"chunk 2 of {chunks} is damaged (its output differs from the sha256 its stats recorded)" in err
+    assert "resuming: 4/6 chunks" in err
+    assert out.read_bytes() == expected  # 60 aligned lines, not 53 misaligned from line 14 on

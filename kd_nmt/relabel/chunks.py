@@ -4,15 +4,19 @@ Layout::
 
     OUT.chunks/manifest.json        what this work is: input hash, shard, teacher, options
     OUT.chunks/lock                 flock'ed while a process works here
-    OUT.chunks/000000.stats.json    per-chunk counts (lines, empty, truncated, unk, seconds)
+    OUT.chunks/000000.stats.json    per-chunk counts (lines, empty, truncated, unk, seconds) and
+                                    the output's line count and sha256 (checked on resume)
     OUT.chunks/000000.nbest.jsonl   per-chunk n-best records (only with --nbest-output)
     OUT.chunks/000000.txt           per-chunk output lines; written last: its presence = done
 
 Every file is written to a temporary name and ``os.replace``d into place, so a process killed at
 any moment leaves either a finished chunk or none. A rerun whose manifest differs from the
 stored one (other input, teacher or decoding options) is refused with the differing fields
-named; ``--restart`` discards the old work instead.
+named; ``--restart`` discards the old work instead. A resume reuses a chunk only if its ``.txt``
+(and n-best file) still has the line count and sha256 its stats recorded: a chunk cut short or
+edited by hand is redone, never concatenated into a misaligned output.
 """
+import hashlib
 import contextlib
 import fcntl
 import json
@@ -36,6 +40,10 @@ def fsync_dir(path):
         pass
     finally:
         os.close(fd)
+
+
+def _sha256(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def atomic_write(path, text):
@@ -160,14 +168,51 @@ class WorkDir:
             return json.load(f)
 
     def write_chunk(self, index, lines, stats, nbest_records=None):
-        """Store one finished chunk; the ``.txt`` (the completion mark) goes last."""
+        """Store one finished chunk; the ``.txt`` (the completion mark) goes last. The stats record
+        the output's line count and sha256 (and the n-best file's), which ``intact`` checks."""
+        text = "".join(line + "\n" for line in lines)
+        stats = {**stats, "output_lines": len(lines), "sha256": _sha256(text)}
         if nbest_records is not None:
-            atomic_write(
-                self.file(index, "nbest.jsonl"),
-                "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in nbest_records),
-            )
+            nbest = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in nbest_records)
+            stats["nbest_sha256"] = _sha256(nbest)
+            atomic_write(self.file(index, "nbest.jsonl"), nbest)
         atomic_write(self.file(index, "stats.json"), json.dumps(stats) + "\n")
-        atomic_write(self.file(index, "txt"), "".join(line + "\n" for line in lines))
+        atomic_write(self.file(index, "txt"), text)
+
+    def intact(self, index, expected_lines, nbest=False):
+        """``None`` if chunk ``index`` is finished and unchanged, else why not (a short phrase).
+
+        Finished: its ``.txt`` exists with ``expected_lines`` lines and the sha256 its stats
+        recorded (chunks written before the stats held one: the line count only), and with
+        ``nbest`` its n-best file too."""
+        if not self.done(index):
+            return "not finished"
+        try:
+            stats = self.read_stats(index)
+            with open(self.file(index, "txt"), "rb") as f:
+                data = f.read()
+        except (OSError, ValueError) as exc:
+            return f"unreadable ({exc})"
+        lines = data.count(b"\n")
+        if lines != expected_lines or (data and not data.endswith(b"\n")):
+            return f"{lines} lines where the chunk has {expected_lines}"
+        if "sha256" in stats and hashlib.sha256(data).hexdigest() != stats["sha256"]:
+            return "its output differs from the sha256 its stats recorded"
+        if nbest:
+            try:
+                with open(self.file(index, "nbest.jsonl"), "rb") as f:
+                    records = f.read()
+            except OSError:
+                return "its n-best file is missing"
+            if "nbest_sha256" in stats and hashlib.sha256(records).hexdigest() != stats["nbest_sha256"]:
+                return "its n-best file differs from the sha256 its stats recorded"
+        return None
+
+    def discard(self, index):
+        """Remove chunk ``index``'s files (the ``.txt``, its completion mark, first)."""
+        for kind in ("txt", "stats.json", "nbest.jsonl"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.file(index, kind))
 
     def assemble(self, n_chunks, output, nbest_output=None):
         """Concatenate the chunk files, in order, into ``output`` (and ``nbest_output``)."""

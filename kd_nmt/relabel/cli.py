@@ -443,7 +443,13 @@ class Job:
         n_lines = self.end - self.start
         n_chunks = math.ceil(n_lines / size)
         bounds = [(self.start + k * size, min(self.start + (k + 1) * size, self.end)) for k in range(n_chunks)]
-        done = [wd.done(k) for k in range(n_chunks)]
+        done = []
+        for k, (lo, hi) in enumerate(bounds):
+            problem = wd.intact(k, (hi - lo) * self.keep, nbest=bool(a.nbest_output))
+            if problem and wd.done(k):  # cut short or edited: redo it rather than misalign OUT
+                _log(f"chunk {k} of {wd.path} is damaged ({problem}): redoing it")
+                wd.discard(k)
+            done.append(problem is None)
         resumed = sum(hi - lo for (lo, hi), d in zip(bounds, done) if d)
         if resumed:
             _log(f"resuming: {sum(done)}/{n_chunks} chunks ({resumed} lines) already done in {wd.path}")
