@@ -7,7 +7,16 @@ Two problems, one place:
   checkpoint fails to load. Checkpoints *are* pickles: loading one runs code from it.
   kd_nmt therefore loads only the paths a user names on its command line (teacher,
   student, ``--restore-file``), with ``weights_only=False`` and no environment variable.
-  Load trusted files only.
+  Load trusted files only. fairseq's *implicit* restore file — ``checkpoint_last.pt`` under the
+  default ``--save-dir checkpoints`` when neither ``--restore-file`` nor ``--save-dir`` is on the
+  command line — is a path the user never named: it is refused with one line saying how to opt
+  in (name it with ``--restore-file``, or name the ``--save-dir``), never unpickled. A truncated
+  or foreign checkpoint is one line naming the file and what to do.
+
+* fairseq writes ``checkpoint_N.pt`` atomically but *copies* it to ``checkpoint_last.pt`` and
+  ``checkpoint_best.pt`` in place: a kill or a full disk mid-copy left a truncated
+  ``checkpoint_last.pt`` that the next run died on. The copy here goes through a temporary file,
+  fsync and rename.
 
 * A student trained with ``--task kd_translation`` must stay a *plain* translation
   checkpoint, so stock ``fairseq-generate`` and ``ct2-fairseq-converter`` (which re-create
@@ -17,11 +26,13 @@ Two problems, one place:
   command-line config, not the one stored in the checkpoint.
 
 ``install_fairseq_patches()`` is called when the plugin is imported (``--user-dir kd_nmt``,
-``kd-nmt train``); both patches are scoped to ``fairseq.checkpoint_utils``.
+``kd-nmt train``); the patches are scoped to ``fairseq.checkpoint_utils``.
 """
 import copy
 import functools
 import os
+import shutil
+import sys
 import types
 from argparse import Namespace
 
@@ -52,6 +63,8 @@ def load_checkpoint(path):
 
     try:
         return checkpoint_utils.load_checkpoint_to_cpu(path)
+    except KDNMTError:
+        raise
     except Exception as exc:  # truncated file, not a torch file, ...
         raise KDNMTError(
             f"cannot read checkpoint {path!r}: {type(exc).__name__}: {exc}. "
@@ -123,18 +136,76 @@ class _TorchTrustedLoad(types.ModuleType):
         return getattr(torch, name)
 
     @staticmethod
-    def load(*args, **kwargs):
+    def load(f, *args, **kwargs):
+        # fairseq passes an open file (load_checkpoint_to_cpu) or a path
+        path = os.fspath(f) if isinstance(f, (str, os.PathLike)) else getattr(f, "name", None)
+        path = path if isinstance(path, str) else None
+        if path and implicit_restore_file(path):
+            raise KDNMTError(
+                f"{path}: fairseq's default --restore-file, a path you did not name, is not loaded "
+                "(a checkpoint is a pickle: loading it runs its code). To resume from it, name it: "
+                f"--restore-file {path} (or --save-dir {os.path.dirname(path) or '.'}); to start "
+                "afresh, move it away or train with another --save-dir"
+            )
         kwargs.setdefault("weights_only", False)
-        return torch.load(*args, **kwargs)
+        try:
+            return torch.load(f, *args, **kwargs)
+        except Exception as exc:  # truncated, not a torch file, a foreign pickle
+            if path is None:
+                raise
+            raise KDNMTError(
+                f"cannot read checkpoint {path!r} ({type(exc).__name__}: {str(exc)[:120]}): it is truncated "
+                "or not a fairseq checkpoint (a training run's checkpoint_last.pt: delete it to start over, "
+                "or resume from another with --restore-file)"
+            ) from None
+
+
+def _on_command_line(option):
+    return any(a == option or a.startswith(option + "=") for a in sys.argv[1:])
+
+
+def implicit_restore_file(path):
+    """Whether ``path`` is fairseq's default restore file, which the command line did not name:
+    ``checkpoint_last.pt`` with neither ``--restore-file`` nor ``--save-dir`` given."""
+    return (os.path.basename(path) == "checkpoint_last.pt"
+            and not _on_command_line("--restore-file") and not _on_command_line("--save-dir"))
+
+
+class _AtomicCopyPathManager:
+    """fairseq's PathManager as checkpoint_utils sees it, with an atomic ``copy``: the copy goes
+    to ``DST.tmp``, is fsynced and renamed over DST, so DST is the old file or the new one."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def copy(self, src_path, dst_path, overwrite=False, **kwargs):
+        if os.path.exists(dst_path) and not overwrite:
+            return False
+        tmp = f"{dst_path}.tmp"
+        try:
+            shutil.copyfile(src_path, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, dst_path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        return True
 
 
 def install_fairseq_patches():
-    """Idempotently patch fairseq.checkpoint_utils (trusted load, plain-translation save)."""
+    """Idempotently patch fairseq.checkpoint_utils (trusted load of named files only, atomic copy
+    of checkpoint_last/best, plain-translation save)."""
     from fairseq import checkpoint_utils
 
     if getattr(checkpoint_utils, "_kd_nmt_patched", False):
         return
     checkpoint_utils.torch = _TorchTrustedLoad()
+    checkpoint_utils.PathManager = _AtomicCopyPathManager(checkpoint_utils.PathManager)
     original_save = checkpoint_utils.torch_persistent_save
 
     @functools.wraps(original_save)

@@ -113,3 +113,78 @@ def test_relabel_redoes_a_chunk_cut_short_or_edited(capsys, tokenized, data_bin,
     assert f"chunk 2 of {chunks} is damaged (its output differs from the sha256 its stats recorded)" in err
     assert "resuming: 4/6 chunks" in err
     assert out.read_bytes() == expected  # 60 aligned lines, not 53 misaligned from line 14 on
+
+
+# --- checkpoints: trust only what the user named; truncated files are one line; atomic copies --
+class _Plant:
+    """A pickle that creates a file when unpickled with weights_only=False."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _train(data_bin, cwd, *extra):
+    from helpers import TINY_ARCH, TRAIN_COMMON, run
+
+    return run([tool("kd-nmt"), "train", data_bin, "--task", "translation", *TINY_ARCH, *TRAIN_COMMON,
+                "--max-update", "2", *extra], check=False, cwd=cwd)
+
+
+def test_the_implicit_restore_file_is_never_unpickled(data_bin, tmp_path):
+    import torch
+
+    marker = tmp_path / "PWNED"
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(_Plant(marker), tmp_path / "checkpoints" / "checkpoint_last.pt")
+    proc = _train(data_bin, tmp_path)  # no --save-dir, no --restore-file: fairseq's defaults
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert not marker.exists(), "the planted pickle ran"
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert errors == ["kd-nmt: error: checkpoints/checkpoint_last.pt: fairseq's default --restore-file, a path "
+                      "you did not name, is not loaded (a checkpoint is a pickle: loading it runs its code). To "
+                      "resume from it, name it: --restore-file checkpoints/checkpoint_last.pt (or --save-dir "
+                      "checkpoints); to start afresh, move it away or train with another --save-dir"], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_truncated_restore_file_is_one_line(data_bin, tmp_path):
+    done = _train(data_bin, tmp_path, "--save-dir", tmp_path / "run")
+    assert done.returncode == 0, done.stderr[-2000:]
+    last = tmp_path / "run" / "checkpoint_last.pt"
+    last.write_bytes(last.read_bytes()[:10000])
+    proc = _train(data_bin, tmp_path, "--save-dir", tmp_path / "run", "--max-update", "4")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith(f"kd-nmt: error: cannot read checkpoint '{last}' (")
+    assert "delete it to start over" in errors[0]
+
+
+def test_checkpoint_copies_are_atomic(tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    from fairseq import checkpoint_utils
+
+    from kd_nmt.checkpoint import install_fairseq_patches
+
+    install_fairseq_patches()
+    src, dst = tmp_path / "checkpoint_3_30.pt", tmp_path / "checkpoint_last.pt"
+    src.write_bytes(b"new" * 1000)
+    dst.write_bytes(b"old")
+
+    def full_disk(a, b):
+        with open(b, "wb") as f:
+            f.write(b"ne")  # part of it, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", full_disk)
+    with pytest.raises(OSError):
+        checkpoint_utils.PathManager.copy(str(src), str(dst), overwrite=True)
+    assert dst.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == [src.name, dst.name]
+    monkeypatch.undo()
+    assert checkpoint_utils.PathManager.copy(str(src), str(dst), overwrite=True)
+    assert dst.read_bytes() == src.read_bytes()
