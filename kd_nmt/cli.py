@@ -14,7 +14,7 @@ import importlib
 import os
 import sys
 
-from kd_nmt.errors import KDNMTError
+from kd_nmt.errors import KDNMTError, describe_os_error
 
 USAGE = __doc__.split("\n\n")[1]
 
@@ -88,6 +88,12 @@ def main(argv=None):
     except KDNMTError as exc:
         print(f"kd-nmt: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # read-only, full disk, a file where a folder is expected: not a bug
+        print(f"kd-nmt: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"kd-nmt: interrupted ({name}); rerun the same command to resume where it can", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ repository) on ``sys.path``, so ``data.prepare`` would not import. ``REPO`` is a
 
 ``run_tool`` gives every tool the ``kd-nmt`` contract: a user error (``KDNMTError``, including a
 bad option through ``kd_nmt.common.args.ArgumentParser``) prints one line ``NAME: error: ...``
-and exits with status 2; anything else is a bug and keeps its traceback.
+and exits with status 2, and so does an OSError (full disk, read-only folder, a file where a
+folder is expected: ``NAME: error: <path>: <what> (<what to do>)``); Ctrl-C is one line and
+status 130. Anything else is a bug and keeps its traceback.
 """
 import os
 import sys
@@ -14,7 +16,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from kd_nmt.errors import KDNMTError  # noqa: E402
+from kd_nmt.errors import KDNMTError, describe_os_error  # noqa: E402
 
 
 def run_tool(prog, main, argv=None):
@@ -24,3 +26,9 @@ def run_tool(prog, main, argv=None):
     except KDNMTError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # read-only, full disk, a file where a folder is expected: not a bug
+        print(f"{prog}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; rerun the same command to resume where it can", file=sys.stderr)
+        return 130

@@ -7,6 +7,7 @@ import pytest
 
 from helpers import setup_in_process, tool
 from kd_nmt.errors import KDNMTError
+from test_filter import corpus  # noqa: F401  (a fixture: the filter's planted-fault corpus)
 
 
 def kd_args(teacher, *extra):
@@ -188,3 +189,89 @@ def test_checkpoint_copies_are_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert checkpoint_utils.PathManager.copy(str(src), str(dst), overwrite=True)
     assert dst.read_bytes() == src.read_bytes()
+
+
+# --- outputs whole or absent on a full disk ----------------------------------------------------
+class _DiskBudget:
+    """``open`` for kd_nmt.common.atomic whose writes to files named ``*only*`` fail with ENOSPC
+    once ``left`` bytes are written (the bytes that still fit are written first, as a real full
+    disk does): the disk fills up in the middle of a group of outputs."""
+
+    def __init__(self, left, only):
+        self.left, self.only = left, only
+
+    def __call__(self, path, mode="r", *args, **kwargs):
+        import builtins
+
+        f = builtins.open(path, mode, *args, **kwargs)
+        return f if "w" not in mode or self.only not in str(path) else _Budgeted(f, self)
+
+
+class _Budgeted:
+    def __init__(self, f, budget):
+        self.f, self.budget = f, budget
+
+    def write(self, data):
+        import errno
+
+        size = len(data.encode("utf-8") if isinstance(data, str) else data)
+        if size > self.budget.left:
+            self.f.write(data[:self.budget.left])
+            self.budget.left = 0
+            raise OSError(errno.ENOSPC, "No space left on device", self.f.name)
+        self.budget.left -= size
+        return self.f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_filter_on_a_full_disk_changes_nothing(corpus, tmp_path, monkeypatch, capsys):  # noqa: F811
+    from kd_nmt.common import atomic
+    from test_filter import _filter, _outputs
+
+    out = _outputs(tmp_path, "kept")
+    assert _filter(corpus, out, "--drop-empty") == 0
+    before = _snapshot(tmp_path)
+    monkeypatch.setattr(atomic, "open", _DiskBudget(100, only=".decisions.tsv"), raising=False)
+    capsys.readouterr()
+    assert _filter(corpus, out, "--drop-empty", "--dedup", "--max-repeats", "3") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("kd-nmt: error: ") and "No space left on device (no space left: free some" in err
+    # before: the new --output-source (all lines) beside the old --output-target and a stray .tmp
+    assert _snapshot(tmp_path) == before
+    monkeypatch.undo()
+    assert _filter(corpus, out, "--drop-empty", "--dedup", "--max-repeats", "3") == 0
+    clean = _outputs(tmp_path / "clean", "kept")
+    (tmp_path / "clean").mkdir()
+    assert _filter(corpus, clean, "--drop-empty", "--dedup", "--max-repeats", "3") == 0
+    assert out["src"].read_bytes() == clean["src"].read_bytes() != before["kept.de"]
+
+
+def test_bench_on_a_full_disk_leaves_no_complete_looking_table(data_bin, teacher_checkpoint, tmp_path,
+                                                               monkeypatch, capsys):
+    from kd_nmt.cli import main
+    from kd_nmt.common import atomic
+    from test_bench import REFERENCE
+
+    argv = ["bench", "--checkpoint", str(teacher_checkpoint), "--data-bin", str(data_bin), "--split", "test",
+            "--reference", str(REFERENCE), "--beam", "2", "--no-greedy", "--bootstrap", "0",
+            "--out", str(tmp_path / "out"), "--no-progress"]
+    monkeypatch.setattr(atomic, "open", _DiskBudget(100, only="bench.json"), raising=False)
+    assert main(argv) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    left = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert not {"bench.csv", "bench.md", "bench.json"} & set(left) and not any(".tmp" in n for n in left), left
+    monkeypatch.undo()
+    assert main(argv) == 0
+    assert {"bench.csv", "bench.md", "bench.json"} <= {p.name for p in (tmp_path / "out").iterdir()}

@@ -10,6 +10,8 @@ bootstrap resampling. Writes ``OUT/bench.csv``, ``OUT/bench.md``, ``OUT/bench.js
 checked before any decoding starts.
 """
 import csv
+import functools
+import io
 import json
 import os
 import re
@@ -17,6 +19,7 @@ import sys
 import time
 
 from kd_nmt.common.args import ArgumentParser, check_minimums
+from kd_nmt.common.atomic import atomic_write, publish_group
 from kd_nmt.common.detokenize import REMOVE_BPE
 from kd_nmt.common.dictionaries import checkpoint_dictionaries, describe_difference
 from kd_nmt.common.logging_setup import quiet_logging
@@ -416,12 +419,18 @@ def markdown_table(rows, meta):
     return "\n".join(lines), "\n".join(notes)
 
 
+def csv_text(rows, columns):
+    """``rows`` (dicts) as CSV text with the header ``columns`` (None as an empty cell)."""
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\r\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    return buffer.getvalue()
+
+
 def write_csv(path, rows, columns):
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    atomic_write(path, csv_text(rows, columns).encode("utf-8"))
 
 
 def tag_columns(systems):
@@ -486,8 +495,7 @@ def main(argv=None):
     except RuntimeError:  # already set in this process
         pass
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "reference.txt"), "w", encoding="utf-8") as f:
-        f.writelines(r + "\n" for r in test.references)
+    atomic_write(os.path.join(args.out, "reference.txt"), "".join(r + "\n" for r in test.references))
     if args.deploy:
         from kd_nmt.bench import deploy
         from kd_nmt.common.logging_setup import status
@@ -512,8 +520,7 @@ def main(argv=None):
                                    progress=not args.no_progress, desc=f"{name} {decode_name}")
             del engine
             hyp_file = f"{file_stem(name)}.{decode_name}.hyp"
-            with open(os.path.join(args.out, hyp_file), "w", encoding="utf-8") as f:
-                f.writelines(h + "\n" for h in result.hypotheses)
+            atomic_write(os.path.join(args.out, hyp_file), "".join(h + "\n" for h in result.hypotheses))
             scores = metrics.corpus_scores(result.hypotheses, test.references)
             secs = result.seconds
             row = {
@@ -572,20 +579,21 @@ def main(argv=None):
         "buckets": metrics.bucket_labels(bounds) if bounds else [],
     }
     extra = tag_columns(systems)
-    write_csv(os.path.join(args.out, "bench.csv"), rows, CSV_COLUMNS[:1] + extra + CSV_COLUMNS[1:])
-    if bounds:
-        write_csv(os.path.join(args.out, "bench_buckets.csv"), bucket_rows,
-                  BUCKET_COLUMNS[:1] + extra + BUCKET_COLUMNS[1:])
     table, notes = markdown_table(rows, meta)
-    with open(os.path.join(args.out, "bench.md"), "w", encoding="utf-8") as f:
-        f.write(table + "\n\n" + notes + "\n")
     report = dict(meta, command=["kd-nmt", "bench", *(sys.argv[2:] if argv is None else argv)],
                   seconds=round(time.time() - started, 2),
                   systems=[{k: v for k, v in r.items() if k not in extra} for r in rows],
                   bucket_scores=bucket_rows)
-    with open(os.path.join(args.out, "bench.json"), "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+    out = functools.partial(os.path.join, args.out)
+    # published together, bench.md (what the recipes take as "done") last: a full disk left a
+    # complete-looking bench.csv beside an empty bench.md
+    publish_group(
+        [(out("bench.csv"), csv_text(rows, CSV_COLUMNS[:1] + extra + CSV_COLUMNS[1:]).encode("utf-8"))]
+        + ([(out("bench_buckets.csv"),
+             csv_text(bucket_rows, BUCKET_COLUMNS[:1] + extra + BUCKET_COLUMNS[1:]).encode("utf-8"))]
+           if bounds else [])
+        + [(out("bench.json"), json.dumps(report, indent=2, ensure_ascii=False) + "\n"),
+           (out("bench.md"), table + "\n\n" + notes + "\n")])
     print(table)
     print()
     print(notes)

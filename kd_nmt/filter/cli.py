@@ -18,6 +18,7 @@ import sys
 
 from kd_nmt.common.args import ArgumentParser, check_minimums
 from kd_nmt.common.detokenize import REMOVE_BPE
+from kd_nmt.common.atomic import atomic_write, publish_group
 from kd_nmt.common.lines import TextFile
 from kd_nmt.common.logging_setup import quiet_logging, status
 from kd_nmt.errors import KDNMTError
@@ -108,13 +109,6 @@ def _check_writable(path, what):
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
         raise KDNMTError(f"cannot write {what} {path!r}: {parent!r} is not a writable directory")
-
-
-def _write_atomic(path, text):
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _lines_text(lines):
@@ -310,10 +304,11 @@ class Job:
         texts = [(a.output_source, self.source.lines), (a.output_target, self.hypothesis.lines)]
         if a.output_reference:
             texts.append((a.output_reference, self.reference.lines))
-        for path, lines in texts:
-            _write_atomic(path, _lines_text(lines[i] for i in keep))
-        _write_atomic(a.decisions, _lines_text(self._decision_rows(dropped_by, scores)))
-        _write_atomic(a.counts, json.dumps(counts, indent=1) + "\n")
+        # all or nothing, the counts (what a rerun and the recipes check) last: a full disk or a
+        # kill between two renames no longer leaves a new source beside an old target
+        publish_group([(path, _lines_text(lines[i] for i in keep)) for path, lines in texts]
+                      + [(a.decisions, _lines_text(self._decision_rows(dropped_by, scores))),
+                         (a.counts, json.dumps(counts, indent=1) + "\n")])
         by = ", ".join(f"{f} {c}" for f, c in counts["dropped_by"].items())
         _log(f"{counts['lines']} lines: kept {counts['kept']}, dropped {counts['dropped']} ({by}) "
              f"-> {a.output_source}, {a.output_target}; decisions in {a.decisions}")
@@ -350,7 +345,7 @@ def _binarize(a, langs, n_lines, counts):
     finally:
         shutil.rmtree(view, ignore_errors=True)
     summary.update(gold_data_bin=os.path.abspath(a.data_bin), filter=counts)
-    _write_atomic(os.path.join(a.binarize_to, "relabel.json"), json.dumps(summary, indent=1))
+    atomic_write(os.path.join(a.binarize_to, "relabel.json"), json.dumps(summary, indent=1))
 
 
 _log = status("filter")

@@ -23,64 +23,15 @@ import json
 import os
 import shutil
 
+from kd_nmt.common.atomic import atomic_concat, atomic_write
 from kd_nmt.errors import KDNMTError
 
 FORMAT = 1
 MANIFEST = "manifest.json"
 
 
-def fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _sha256(text):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def atomic_write(path, text):
-    """Write ``text`` (UTF-8, ``\\n`` newlines) to ``path`` via a temporary file and os.replace."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def atomic_file(path, binary=False):
-    """Write ``path`` through a temporary sibling: fsynced and renamed over ``path`` when the
-    block ends, removed if it raises (a reader never sees a half-written file)."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    text = {} if binary else {"encoding": "utf-8", "newline": "\n"}
-    try:
-        with open(tmp, "wb" if binary else "w", **text) as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    fsync_dir(os.path.dirname(os.path.abspath(path)))
-
-
-def atomic_concat(parts, path):
-    """Concatenate the files ``parts`` into ``path`` atomically (temporary file + os.replace)."""
-    with atomic_file(path, binary=True) as out:
-        for part in parts:
-            with open(part, "rb") as f:
-                shutil.copyfileobj(f, out, 1 << 20)
 
 
 class WorkDir:

@@ -21,7 +21,7 @@ from kd_nmt.common.args import ArgumentParser, check_minimums
 from kd_nmt.common.lines import TextFile
 from kd_nmt.common.logging_setup import status
 from kd_nmt.errors import KDNMTError
-from kd_nmt.relabel.chunks import atomic_file
+from kd_nmt.common.atomic import atomic_file
 
 
 def top_hypotheses(hypotheses, keep, source, line_id, where):
