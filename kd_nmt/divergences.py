@@ -63,10 +63,17 @@ akl    w_h fkl + w_t rkl,  w_h = g_h/(g_h+g_t), w_t = g_t/(g_h+g_t)     mu=0.5
        the top-1 token always included
 todi   sum w p log(p/q) + (1-w) q log(q/p),                             beta=1.0
        w = sigmoid(beta (log p - log q))  (detached)
+abkd   -1/(a b) sum (p^a q^b - a/(a+b) p^(a+b) - b/(a+b) q^(a+b))       ab_alpha=a
+       (Cichocki et al. 2011's alpha-beta divergence, ABKD: Wang et     =0.2,
+       al. 2025); b = 0: 1/a^2 sum (p^a log(p^a/q^a) - p^a + q^a),      ab_beta=b
+       a = 0: 1/b^2 sum (q^b log(q^b/p^b) - q^b + p^b); a, b >= 0       =0.7
 =====  ===============================================================  ==========
 
 ``skew = 0`` turns skl into fkl and srkl into rkl; ``beta = 0`` turns todi
-into ``(fkl + rkl) / 2``.
+into ``(fkl + rkl) / 2``; ``(ab_alpha, ab_beta) = (1, 0)`` turns abkd into fkl,
+``(0, 1)`` into rkl, ``(0.5, 0.5)`` into 4 x the squared Hellinger distance
+``2 sum (sqrt p - sqrt q)^2``. ABKD's defaults are its public code's GPT-2
+scripts' (alpha 0.2, alpha + beta 0.9).
 """
 
 import math
@@ -82,6 +89,8 @@ __all__ = [
     "DEFAULT_SKEW",
     "DEFAULT_MU",
     "DEFAULT_BETA",
+    "DEFAULT_AB_ALPHA",
+    "DEFAULT_AB_BETA",
     "divergence_params",
     "divergence",
     "divergence_from_log_probs",
@@ -95,6 +104,7 @@ __all__ = [
     "srkl",
     "akl",
     "todi",
+    "abkd",
 ]
 
 # Rows of [N, V] processed at once by the (no-grad) AKL head/tail weights, so that
@@ -105,6 +115,8 @@ _AKL_CHUNK_ELEMS = 1 << 24
 DEFAULT_SKEW = 0.1
 DEFAULT_MU = 0.5
 DEFAULT_BETA = 1.0
+DEFAULT_AB_ALPHA = 0.2
+DEFAULT_AB_BETA = 0.7
 
 Tensor = torch.Tensor
 Grads = Tuple[Optional[Tensor], Optional[Tensor]]
@@ -404,6 +416,45 @@ def _todi_grads(lq, lp, beta, _extra, need_q, need_p) -> Grads:
     return gq, gp
 
 
+def _abkd_value(lq, lp, ab):
+    a, b = ab
+    if b == 0.0:  # 1/a^2 sum p^a a (lp - lq) - p^a + q^a
+        pa, qa = torch.mul(lp, a).exp_(), torch.mul(lq, a).exp_()
+        return torch.sub(lp, lq).mul_(pa).mul_(a).sub_(pa).add_(qa).sum(-1).div_(a * a), ()
+    if a == 0.0:  # the same with the roles of p and q (and a, b) swapped
+        return _abkd_value(lp, lq, (b, 0.0))
+    s = a + b
+    # p^a q^b - a/s p^s - b/s q^s with d = lq - lp, factored by the larger side so that no
+    # exponent is positive (no overflow where one side is ~0) and, as a/s + b/s = 1, written
+    # with expm1: exactly 0 where p == q. d <= 0: p^s (expm1(b d) - b/s expm1(s d));
+    # d > 0: q^s (expm1(-a d) - a/s expm1(-s d)).
+    d = torch.sub(lq, lp)
+    below = d.le(0)
+    x = d.clamp(max=0)  # the p-side branch, where q <= p
+    low = torch.mul(x, b).expm1_().sub_(torch.mul(x, s).expm1_().mul_(b / s)).mul_(torch.mul(lp, s).exp_())
+    x = d.neg_().clamp_(max=0)  # the q-side branch, where q > p
+    high = torch.mul(x, a).expm1_().sub_(torch.mul(x, s).expm1_().mul_(a / s)).mul_(torch.mul(lq, s).exp_())
+    return torch.where(below, low, high).sum(-1).div_(-a * b), ()
+
+
+def _abkd_grads(lq, lp, ab, _extra, need_q, need_p) -> Grads:
+    a, b = ab
+    if b == 0.0:
+        # d/dlq = (q^a - p^a) / a ; d/dlp = p^a (lp - lq)
+        pa = torch.mul(lp, a).exp_()
+        gq = torch.mul(lq, a).exp_().sub_(pa).div_(a) if need_q else None
+        gp = torch.sub(lp, lq).mul_(pa) if need_p else None
+        return gq, gp
+    if a == 0.0:
+        gp, gq = _abkd_grads(lp, lq, (b, 0.0), _extra, need_p, need_q)
+        return gq, gp
+    # d/dlq = -q^b (p^a - q^a) / a ; d/dlp = -p^a (q^b - p^b) / b
+    pa, qb = torch.mul(lp, a).exp_(), torch.mul(lq, b).exp_()
+    gq = torch.mul(lq, a).exp_().sub_(pa).mul_(qb).div_(a) if need_q else None
+    gp = torch.mul(lp, b).exp_().sub_(qb).mul_(pa).div_(b) if need_p else None
+    return gq, gp
+
+
 class _Divergence(torch.autograd.Function):
     """Sum over V of a per-token divergence term, with a hand-written backward.
 
@@ -524,6 +575,23 @@ def todi(student_lprobs: Tensor, teacher_lprobs: Tensor, *, beta: float = DEFAUL
     return _apply(_todi_value, _todi_grads, student_lprobs, teacher_lprobs, beta)
 
 
+def abkd(student_lprobs: Tensor, teacher_lprobs: Tensor, *, ab_alpha: float = DEFAULT_AB_ALPHA,
+         ab_beta: float = DEFAULT_AB_BETA) -> Tensor:
+    """The alpha-beta divergence of ABKD (Wang et al., ICML 2025; Cichocki et al. 2011).
+
+    ``-1/(a b) sum_v (p^a q^b - a/(a+b) p^(a+b) - b/(a+b) q^(a+b))`` with ``a = ab_alpha``,
+    ``b = ab_beta``; its limits at ``b = 0`` and ``a = 0`` (see the module table). ``(1, 0)``
+    is :func:`fkl`, ``(0, 1)`` is :func:`rkl`; ``a`` trades the teacher's mode-covering pull
+    (hardness concentration), ``b`` the student's mode seeking (confidence concentration).
+    Both ``>= 0`` and not both 0 (negative powers of near-zero probabilities overflow).
+    Shapes as :func:`fkl`.
+    """
+    a, b = float(ab_alpha), float(ab_beta)
+    if not (math.isfinite(a) and math.isfinite(b) and a >= 0 and b >= 0 and a + b > 0):
+        raise ValueError(f"ab_alpha and ab_beta must be finite, >= 0 and not both 0, got {a} and {b}")
+    return _apply(_abkd_value, _abkd_grads, student_lprobs, teacher_lprobs, (a, b))
+
+
 # --------------------------------------------------------------------------- registry
 
 DIVERGENCES: Dict[str, Callable[..., Tensor]] = {
@@ -535,6 +603,7 @@ DIVERGENCES: Dict[str, Callable[..., Tensor]] = {
     "srkl": srkl,
     "akl": akl,
     "todi": todi,
+    "abkd": abkd,
 }
 
 #: name -> {parameter: default} (empty dict: the divergence takes no parameter).
@@ -547,6 +616,7 @@ DIVERGENCE_PARAMS: Dict[str, Dict[str, float]] = {
     "srkl": {"skew": DEFAULT_SKEW},
     "akl": {"mu": DEFAULT_MU},
     "todi": {"beta": DEFAULT_BETA},
+    "abkd": {"ab_alpha": DEFAULT_AB_ALPHA, "ab_beta": DEFAULT_AB_BETA},
 }
 
 
@@ -571,7 +641,7 @@ def divergence_from_log_probs(
     """Divergence ``name`` between already-normalised log-probabilities.
 
     Args:
-        name: one of ``DIVERGENCES`` (``fkl rkl js tvd skl srkl akl todi``).
+        name: one of ``DIVERGENCES`` (``fkl rkl js tvd skl srkl akl todi abkd``).
         student_lprobs: ``[..., V]`` student log-probabilities (``log q``).
         teacher_lprobs: ``[..., V]`` teacher log-probabilities (``log p``);
             ``-inf`` entries mean probability 0.
@@ -599,12 +669,13 @@ def divergence(
     """Divergence ``name`` between ``softmax(student / T)`` and ``softmax(teacher / T)``.
 
     Args:
-        name: one of ``DIVERGENCES`` (``fkl rkl js tvd skl srkl akl todi``).
+        name: one of ``DIVERGENCES`` (``fkl rkl js tvd skl srkl akl todi abkd``).
         student_logits: ``[..., V]`` student logits or log-probabilities.
         teacher_logits: ``[..., V]`` teacher logits or log-probabilities.
         temperature: ``T > 0`` applied to both sides (the ``T**2`` factor is
             the caller's business).
-        **params: ``skew`` (skl, srkl), ``mu`` (akl), ``beta`` (todi).
+        **params: ``skew`` (skl, srkl), ``mu`` (akl), ``beta`` (todi), ``ab_alpha`` and
+            ``ab_beta`` (abkd).
 
     Returns:
         ``[...]`` per-position divergence, summed over ``V``; padding masks

@@ -28,8 +28,8 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-NAMES = ["fkl", "rkl", "js", "tvd", "skl", "srkl", "akl", "todi"]
-SMOOTH = ["fkl", "rkl", "js", "tvd", "skl", "srkl"]  # no detached weights
+NAMES = ["fkl", "rkl", "js", "tvd", "skl", "srkl", "akl", "todi", "abkd"]
+SMOOTH = ["fkl", "rkl", "js", "tvd", "skl", "srkl", "abkd"]  # no detached weights
 
 # explicit teacher p / student q, teacher deliberately not sorted
 P = [0.05, 0.3, 0.5, 0.15]
@@ -108,9 +108,20 @@ def ref_todi(p, q, beta=1.0):
     return total
 
 
+def ref_abkd(p, q, alpha=0.2, beta=0.7):
+    # Cichocki et al. (2011), eq. (4) and its alpha = 0 / beta = 0 limits, term by term
+    if beta == 0:
+        return sum(x ** alpha * math.log(x ** alpha / y ** alpha) - x ** alpha + y ** alpha
+                   for x, y in zip(p, q)) / alpha ** 2
+    if alpha == 0:
+        return ref_abkd(q, p, beta, 0.0)
+    s = alpha + beta
+    return -sum(x ** alpha * y ** beta - alpha / s * x ** s - beta / s * y ** s for x, y in zip(p, q)) / (alpha * beta)
+
+
 REFS = {
     "fkl": ref_fkl, "rkl": ref_rkl, "js": ref_js, "tvd": ref_tvd,
-    "skl": ref_skl, "srkl": ref_srkl, "akl": ref_akl, "todi": ref_todi,
+    "skl": ref_skl, "srkl": ref_srkl, "akl": ref_akl, "todi": ref_todi, "abkd": ref_abkd,
 }
 
 
@@ -124,7 +135,8 @@ def test_registry_names_and_params():
     assert DIVERGENCE_PARAMS["srkl"] == {"skew": 0.1}
     assert DIVERGENCE_PARAMS["akl"] == {"mu": 0.5}
     assert DIVERGENCE_PARAMS["todi"] == {"beta": 1.0}
-    assert all(not DIVERGENCE_PARAMS[n] for n in SMOOTH if n not in ("skl", "srkl"))
+    assert DIVERGENCE_PARAMS["abkd"] == {"ab_alpha": 0.2, "ab_beta": 0.7}
+    assert all(not DIVERGENCE_PARAMS[n] for n in SMOOTH if n not in ("skl", "srkl", "abkd"))
 
 
 def test_unknown_name_lists_valid_names():
@@ -183,7 +195,8 @@ def test_matches_hand_computation(name, p, q):
     [("skl", {"skew": 0.0}), ("skl", {"skew": 0.5}), ("skl", {"skew": 0.9}), ("srkl", {"skew": 0.0}),
      ("srkl", {"skew": 0.3}), ("srkl", {"skew": 1.0}), ("akl", {"mu": 0.0}), ("akl", {"mu": 0.6}),
      ("akl", {"mu": 0.85}), ("akl", {"mu": 0.97}), ("todi", {"beta": 0.0}), ("todi", {"beta": 0.5}),
-     ("todi", {"beta": 3.0})],
+     ("todi", {"beta": 3.0}), ("abkd", {"ab_alpha": 0.5, "ab_beta": 0.5}), ("abkd", {"ab_alpha": 1.5, "ab_beta": 0.3}),
+     ("abkd", {"ab_alpha": 0.4, "ab_beta": 0.0}), ("abkd", {"ab_alpha": 0.0, "ab_beta": 0.6})],
 )
 def test_params_match_hand_computation(name, params):
     got = divergence(name, _logits(Q), _logits(P), **params)
@@ -625,3 +638,36 @@ def test_nan_inputs_propagate(name):
     s[1, 2] = math.nan
     out = divergence_from_log_probs(name, F.log_softmax(s, -1), F.log_softmax(t, -1))
     assert torch.isnan(out[1]) and not torch.isnan(out[0])
+
+
+# ---------------------------------------------------------------- ABKD's limits
+
+
+def test_abkd_reduces_to_fkl_rkl_and_hellinger():
+    s, t = _random_pair(shape=(6, 11), dtype=torch.float64, scale=3.0)
+    fkl, rkl = divergence("fkl", s, t), divergence("rkl", s, t)
+    assert torch.allclose(divergence("abkd", s, t, ab_alpha=1.0, ab_beta=0.0), fkl, rtol=1e-12, atol=1e-14)
+    assert torch.allclose(divergence("abkd", s, t, ab_alpha=0.0, ab_beta=1.0), rkl, rtol=1e-12, atol=1e-14)
+    # the general formula is continuous into both limits
+    assert torch.allclose(divergence("abkd", s, t, ab_alpha=1.0, ab_beta=1e-7), fkl, rtol=1e-5)
+    assert torch.allclose(divergence("abkd", s, t, ab_alpha=1e-7, ab_beta=1.0), rkl, rtol=1e-5)
+    # (1/2, 1/2): 4 x the squared Hellinger distance, 2 sum (sqrt p - sqrt q)^2
+    p, q = F.softmax(t, -1), F.softmax(s, -1)
+    hellinger = 2 * (p.sqrt() - q.sqrt()).pow(2).sum(-1)
+    assert torch.allclose(divergence("abkd", s, t, ab_alpha=0.5, ab_beta=0.5), hellinger, rtol=1e-12)
+
+
+@pytest.mark.parametrize("ab", [(0.2, 0.7), (1.0, 0.0), (0.0, 1.0), (0.5, 0.0), (1.3, 0.4)])
+def test_abkd_gradients_match_numerical_ones(ab):
+    s, t = _random_pair(shape=(3, 7), dtype=torch.float64, scale=2.0)
+    lq = F.log_softmax(s, -1).requires_grad_()
+    lp = F.log_softmax(t, -1).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda x, y: divergence_from_log_probs("abkd", x, y, ab_alpha=ab[0], ab_beta=ab[1]), (lq, lp))
+
+
+@pytest.mark.parametrize("ab", [(-0.1, 0.5), (0.0, 0.0), (0.3, float("nan"))])
+def test_abkd_refuses_negative_or_zero_parameters(ab):
+    x = torch.randn(2, 5)
+    with pytest.raises(ValueError, match="ab_alpha and ab_beta must be finite, >= 0 and not both 0"):
+        divergence("abkd", x, x, ab_alpha=ab[0], ab_beta=ab[1])

@@ -43,6 +43,8 @@ from fairseq.logging import metrics
 
 from kd_nmt.criterions.kd_objective import ObjectiveParts, kd_objective
 from kd_nmt.divergences import (
+    DEFAULT_AB_ALPHA,
+    DEFAULT_AB_BETA,
     DEFAULT_BETA,
     DEFAULT_MU,
     DEFAULT_SKEW,
@@ -78,6 +80,10 @@ class WordKDConfig(LabelSmoothedCrossEntropyCriterionConfig):
     kd_beta: float = field(default=DEFAULT_BETA, metadata={"help": "ToDi: sharpness of the FKL/RKL weight"})
     kd_skew: float = field(default=DEFAULT_SKEW, metadata={"help": "skl/srkl: skew of the mixture"})
     kd_mu: float = field(default=DEFAULT_MU, metadata={"help": "akl: teacher mass that defines the head"})
+    kd_ab_alpha: float = field(default=DEFAULT_AB_ALPHA, metadata={
+        "help": "abkd: alpha (1 with beta 0 = fkl; the teacher's mode-covering pull)"})
+    kd_ab_beta: float = field(default=DEFAULT_AB_BETA, metadata={
+        "help": "abkd: beta (0 with alpha 1 = fkl, 1 with alpha 0 = rkl; the student's mode seeking)"})
     kd_select: ChoiceEnum(list(SELECT_KINDS)) = field(
         default="none",
         metadata={"help": "selective KD (Wang et al. 2021): the KD term covers only the tokens with the "
@@ -199,7 +205,8 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
         self.kd_temperature = cfg.kd_temperature
         self.kd_divergence = str(cfg.kd_divergence)
         self.kd_topk = cfg.kd_topk
-        self.kd_params = divergence_params(self.kd_divergence, skew=cfg.kd_skew, mu=cfg.kd_mu, beta=cfg.kd_beta)
+        self.kd_params = divergence_params(self.kd_divergence, skew=cfg.kd_skew, mu=cfg.kd_mu, beta=cfg.kd_beta,
+                                           ab_alpha=cfg.kd_ab_alpha, ab_beta=cfg.kd_ab_beta)
         self.init_selection(cfg)
         self.init_on_policy(cfg, teacher)
 
