@@ -20,13 +20,13 @@
 #   5. per test split in TEST_SPLITS, each seed's bench (greedy and beam 5) -> RESULTS/kim_rush/SPLIT/
 #      seedS/, and the table over seeds with seed-level intervals (scripts/seed_table.py) ->
 #      RESULTS/kim_rush/SPLIT/summary.md
-#   6. the deployment table: the teacher and each size's word_seq student of the first seed, CTranslate2
+#   6. the deployment table: the teacher and each size's DEPLOY_METHOD (word_seq) student of the first seed, CTranslate2
 #      int8 and fairseq float32, one thread, beam 5 and greedy, all of test_2016_flickr
 #      -> RESULTS/deploy_beam5/, RESULTS/deploy_greedy/
 #
 # Knobs: SEEDS (1 2 3), SIZES (transformer_kd_tiny transformer_kd_micro), METHODS, STUDENT_UPDATES
 # (3000), STUDENT_DROPOUT (0.1), AVERAGE (5), SHIP (models/teacher-multi30k), TEST_SPLITS
-# (test_2016_flickr test_2017_flickr test_2017_mscoco), DEPLOY_LINES (1000), WORK (work/multi30k),
+# (test_2016_flickr test_2017_flickr test_2017_mscoco), DEPLOY_LINES (1000), DEPLOY_METHOD (word_seq), WORK (work/multi30k),
 # RESULTS (results/multi30k), the teacher's (TEACHER_ARCH, TEACHER_UPDATES, VOCAB, DROPOUT) and
 # recipes/lib.sh's (SEED is the data's seed, SEEDS the students').
 set -euo pipefail
@@ -36,7 +36,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO" || exit 1
 : "${SEEDS:=1 2 3}" "${SIZES:=transformer_kd_tiny transformer_kd_micro}" "${STUDENT_UPDATES:=3000}"
 : "${METHODS:=baseline word_kd seq_kd seq_inter word_seq hybrid_kd}" "${STUDENT_DROPOUT:=0.1}"
-: "${AVERAGE:=5}" "${SHIP:=models/teacher-multi30k}" "${DEPLOY_LINES:=1000}"
+: "${AVERAGE:=5}" "${SHIP:=models/teacher-multi30k}" "${DEPLOY_LINES:=1000}" "${DEPLOY_METHOD:=word_seq}"
 : "${TEST_SPLITS:=test_2016_flickr test_2017_flickr test_2017_mscoco}"
 : "${WORK:=work/multi30k}" "${RESULTS:=results/multi30k}"
 export WORK RESULTS
@@ -91,8 +91,8 @@ done
 first=${SEEDS%% *}
 names=teacher checkpoints=("$TEACHER")
 for arch in $SIZES; do
-    names+=" word_seq/${arch#transformer_kd_}"
-    checkpoints+=("$WORK/students/seed$first/${arch#transformer_kd_}/word_seq/checkpoint_best.pt")
+    names+=" $DEPLOY_METHOD/${arch#transformer_kd_}"
+    checkpoints+=("$WORK/students/seed$first/${arch#transformer_kd_}/$DEPLOY_METHOD/checkpoint_best.pt")
 done
 BEAM=5 deploy "$RESULTS/deploy_beam5" "$WORK/data" test_2016_flickr "$names" "${checkpoints[@]}"
 BEAM=1 deploy "$RESULTS/deploy_greedy" "$WORK/data" test_2016_flickr "$names" "${checkpoints[@]}"
