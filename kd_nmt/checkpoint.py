@@ -7,9 +7,9 @@ Two problems, one place:
   checkpoint fails to load. Checkpoints *are* pickles: loading one runs code from it.
   kd_nmt therefore loads only the paths a user names on its command line (teacher,
   student, ``--restore-file``), with ``weights_only=False`` and no environment variable.
-  Load trusted files only. fairseq's *implicit* restore file — ``checkpoint_last.pt`` under the
-  default ``--save-dir checkpoints`` when neither ``--restore-file`` nor ``--save-dir`` is on the
-  command line — is a path the user never named: it is refused with one line saying how to opt
+  Load trusted files only. fairseq's *implicit* restore file — ``checkpoints/checkpoint_last.pt`` (the
+  default ``--save-dir``) when neither ``--restore-file`` nor ``--save-dir`` nor the path itself
+  is on the command line — is a path the user never named: it is refused with one line saying how to opt
   in (name it with ``--restore-file``, or name the ``--save-dir``), never unpickled. A truncated
   or foreign checkpoint is one line naming the file and what to do.
 
@@ -164,11 +164,25 @@ def _on_command_line(option):
     return any(a == option or a.startswith(option + "=") for a in sys.argv[1:])
 
 
+def _named_on_command_line(path):
+    """Whether ``path`` is one of the command line's values (``--opt PATH``, ``--opt=PATH``, an
+    ensemble ``A.pt:B.pt``)."""
+    real = os.path.realpath(path)
+    for arg in sys.argv[1:]:
+        for part in arg.split("=", 1)[-1].split(":"):
+            if part and os.path.realpath(part) == real:
+                return True
+    return False
+
+
 def implicit_restore_file(path):
-    """Whether ``path`` is fairseq's default restore file, which the command line did not name:
-    ``checkpoint_last.pt`` with neither ``--restore-file`` nor ``--save-dir`` given."""
-    return (os.path.basename(path) == "checkpoint_last.pt"
-            and not _on_command_line("--restore-file") and not _on_command_line("--save-dir"))
+    """Whether ``path`` is fairseq's default restore file, ``checkpoints/checkpoint_last.pt``
+    under the working directory, which the command line did not name (no ``--restore-file``, no
+    ``--save-dir``, not the path itself). Any other path is one a user named."""
+    if os.path.realpath(path) != os.path.realpath(os.path.join("checkpoints", "checkpoint_last.pt")):
+        return False
+    return not (_on_command_line("--restore-file") or _on_command_line("--save-dir")
+                or _named_on_command_line(path))
 
 
 class _AtomicCopyPathManager:

@@ -113,6 +113,7 @@ class HybridKDCriterion(WordKDCriterion):
 
     def set_num_updates(self, num_updates):
         """Called by ``kd_translation.train_step`` (fairseq passes the count to the model only)."""
+        super().set_num_updates(num_updates)
         self.gate.set_num_updates(num_updates)
 
     def load_state_dict(self, state_dict, strict=True, *args, **kwargs):
@@ -181,6 +182,7 @@ class HybridKDCriterion(WordKDCriterion):
         ce, nll = ce.view(bsz, -1).sum(1), nll.view(bsz, -1).sum(1)
         student = self.positions(gold_out[0])
         dist, target, teacher_nll = self.teacher_on(sample, like=gold_out[0])
+        dist = self.kd_target(dist, gold_out[0])
         kd_mask = self.selected = self.selected_tokens(student, target)  # --kd-select (None: off)
 
         def row(i):  # word_kd's own KD term, one sentence at a time
@@ -218,6 +220,8 @@ class HybridKDCriterion(WordKDCriterion):
         else:
             tok, ce, nll, kd, teacher_nll = self.training_objective(model, gold_out, sample)
         sent, sent_nll = self.sentence_level(model, teacher_out, sample, per_sentence)
+        if self.taid is not None:  # TAID's t follows the token term's KD loss per token
+            self.taid.update(kd.item() / max(int(sample["ntokens"]), 1), self.num_updates)
 
         bsz = sample["target"].size(0)
         n_tok = bsz if self.sentence_avg else sample["ntokens"]
@@ -256,6 +260,8 @@ class HybridKDCriterion(WordKDCriterion):
         }
         if self.selected is not None:  # --kd-select: tokens of the token term's KD part
             logging_output["kd_selected_tokens"] = int(self.selected.sum())
+        if self.taid is not None:
+            logging_output.update(taid_t_sum=self.taid.t, taid_n=1)
         self.log_accuracy(model, gold_out, sample, logging_output)
         return loss, sample_size, logging_output
 

@@ -61,6 +61,7 @@ from kd_nmt.criterions.on_policy import (
 )
 from kd_nmt.criterions.selection import SELECT_KINDS, CEQueue, check_selection, select_in_batch, student_gold_ce
 from kd_nmt.errors import KDNMTError
+from kd_nmt.criterions.taid import TAIDSchedule, interpolated_target
 from kd_nmt.sparse_teacher import EstimatedTeacher
 from kd_nmt.teacher import Teacher
 
@@ -84,6 +85,16 @@ class WordKDConfig(LabelSmoothedCrossEntropyCriterionConfig):
         "help": "abkd: alpha (1 with beta 0 = fkl; the teacher's mode-covering pull)"})
     kd_ab_beta: float = field(default=DEFAULT_AB_BETA, metadata={
         "help": "abkd: beta (0 with alpha 1 = fkl, 1 with alpha 0 = rkl; the student's mode seeking)"})
+    kd_taid: bool = field(default=False, metadata={
+        "help": "TAID (Shing et al. 2025): the KD target interpolates, in logit space, from the student "
+                "(detached) to the teacher with an adaptive coefficient t (kd_nmt/criterions/taid.py)"})
+    kd_taid_steps: int = field(default=0, metadata={
+        "help": "TAID: the updates over which t's floor ramps to --kd-taid-end (set it to --max-update)"})
+    kd_taid_start: float = field(default=0.4, metadata={"help": "TAID: t at the start"})
+    kd_taid_end: float = field(default=1.0, metadata={"help": "TAID: t's ceiling (1 = the teacher)"})
+    kd_taid_alpha: float = field(default=5e-4, metadata={"help": "TAID: step size of t's adaptive rise"})
+    kd_taid_momentum: float = field(default=0.99, metadata={
+        "help": "TAID: momentum of the KD loss's relative change (the paper's beta)"})
     kd_select: ChoiceEnum(list(SELECT_KINDS)) = field(
         default="none",
         metadata={"help": "selective KD (Wang et al. 2021): the KD term covers only the tokens with the "
@@ -209,6 +220,46 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
                                            ab_alpha=cfg.kd_ab_alpha, ab_beta=cfg.kd_ab_beta)
         self.init_selection(cfg)
         self.init_on_policy(cfg, teacher)
+        self.init_taid(cfg, teacher)
+        self.num_updates = 0
+
+    def init_taid(self, cfg, teacher):
+        """``--kd-taid*`` (kd_nmt.criterions.taid), checked before training."""
+        self.taid = None
+        if not cfg.kd_taid:
+            return
+        if cfg.kd_taid_steps < 1:
+            raise KDNMTError("--kd-taid needs --kd-taid-steps N (the run's --max-update: t's floor ramps "
+                             "linearly to --kd-taid-end over N updates)")
+        if not (0.0 <= cfg.kd_taid_start < 1.0 and 0.0 < cfg.kd_taid_end <= 1.0
+                and cfg.kd_taid_start <= cfg.kd_taid_end and 0.0 <= cfg.kd_taid_alpha <= 1.0
+                and 0.0 <= cfg.kd_taid_momentum < 1.0):
+            raise KDNMTError(
+                f"--kd-taid-start {cfg.kd_taid_start} must be in [0, 1), --kd-taid-end {cfg.kd_taid_end} in "
+                f"(0, 1] and not below it, --kd-taid-alpha {cfg.kd_taid_alpha} in [0, 1], "
+                f"--kd-taid-momentum {cfg.kd_taid_momentum} in [0, 1)")
+        mode = getattr(getattr(teacher, "cache", None), "mode", None)
+        if not isinstance(teacher, Teacher) and mode != "topk":
+            raise KDNMTError(
+                f"--kd-taid interpolates the teacher's scores with the student's: a live teacher or a topk "
+                f"teacher cache has them, a {mode} cache does not (it holds an estimate of the divergence)")
+        self.taid = TAIDSchedule(cfg.kd_taid_steps, cfg.kd_taid_start, cfg.kd_taid_end, cfg.kd_taid_alpha,
+                                 cfg.kd_taid_momentum)
+
+    def set_num_updates(self, num_updates):
+        """Called by ``kd_translation.train_step`` (fairseq passes the count to the model only)."""
+        self.num_updates = num_updates
+
+    def kd_target(self, dist, student_logits):
+        """The KD term's teacher side: ``dist`` itself, or with ``--kd-taid`` TAID's target
+        (``dist``, dense ``[B, T, V]`` or sparse ``(ids, scores)``, at the CE term's positions)."""
+        if self.taid is None:
+            return dist
+        student = self.positions(student_logits)
+        if isinstance(dist, tuple):
+            ids, scores = dist
+            return ids, interpolated_target(student.gather(-1, ids), scores, self.taid.t)
+        return interpolated_target(student, dist, self.taid.t)
 
     def init_selection(self, cfg):
         """``--kd-select*`` (kd_nmt.criterions.selection), checked before training."""
@@ -249,11 +300,16 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
     def training_state(self):
         """State to resume with, beside the model's (``kd_nmt.checkpoint`` saves it in the
         checkpoint's ``extra_state``): the ``--kd-select global`` queue."""
-        return {"select_queue": self.select_queue.state_dict()} if self.select_queue is not None else {}
+        state = {"select_queue": self.select_queue.state_dict()} if self.select_queue is not None else {}
+        if self.taid is not None:
+            state["taid"] = self.taid.state_dict()
+        return state
 
     def load_training_state(self, state):
         if self.select_queue is not None and "select_queue" in state:
             self.select_queue.load_state_dict(state["select_queue"])
+        if self.taid is not None and "taid" in state:
+            self.taid.load_state_dict(state["taid"])
 
     @classmethod
     def criterion_name(cls):
@@ -279,6 +335,7 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
     def kd_and_teacher_nll(self, student_logits, sample, kd_mask=None):
         """(KD term, teacher's gold NLL), sums over ``sample``'s tokens, for ``student_logits``."""
         dist, target, teacher_nll = self.teacher_on(sample, like=student_logits)
+        dist = self.kd_target(dist, student_logits)
         kd = kd_term(
             self.positions(student_logits), dist, target, self.padding_idx, self.kd_divergence,
             self.kd_temperature, kd_mask=kd_mask, **self.kd_params,
@@ -331,12 +388,13 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
             kd, teacher_nll = self.kd_and_teacher_nll(logits, sample, kd_mask)
             return ObjectiveParts(self.objective_from(ce, kd), ce, nll, kd, teacher_nll)
         teacher = self.task.teacher
-        if hasattr(teacher, "dense") and not 0 < self.kd_topk < logits.size(-1):
+        if hasattr(teacher, "dense") and not 0 < self.kd_topk < logits.size(-1) and self.taid is None:
             # a live teacher, full vocabulary: its gold NLL comes out of the same pass
             target = self.positions(sample["target"])
             dist, teacher_nll = self.positions(teacher.dense(sample, like=logits)), None
-        else:  # a cache (sparse), or a live teacher cut to --kd-topk
+        else:  # a cache (sparse), a live teacher cut to --kd-topk, or TAID's moving target
             dist, target, teacher_nll = self.teacher_on(sample, like=logits, ce_mask=ce_mask)
+            dist = self.kd_target(dist, logits)
         parts = kd_objective(
             self.positions(logits), dist, target, self.padding_idx,
             ce_weight=1.0 - self.kd_alpha, epsilon=self.eps,
@@ -383,6 +441,8 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
             # validation batches have no teacher: no KD term there
             if not getattr(self.task.teacher, "training_split_only", False):
                 kd, teacher_nll = self.kd_and_teacher_nll(net_output[0], sample)
+        if model.training and self.taid is not None:  # TAID's t follows the KD loss per token
+            self.taid.update(kd.item() / max(int(sample["ntokens"]), 1), self.num_updates)
         sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
         logging_output = {
             "loss": loss.data,
@@ -398,6 +458,8 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
             logging_output["kd_selected_tokens"] = int(self.selected.sum())
         if on_policy is not None:  # --kd-on-policy: sentences of the KD term on the student's output
             logging_output["on_policy_sentences"] = on_policy
+        if self.taid is not None:  # summed over workers: t as a sum and a count
+            logging_output.update(taid_t_sum=self.taid.t, taid_n=1)
         self.log_accuracy(model, net_output, sample, logging_output)
         return loss, sample_size, logging_output
 
@@ -426,6 +488,10 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
             nsentences = sum(log.get("nsentences", 0) for log in logging_outputs)
             sentences = sum(log.get("on_policy_sentences", 0) for log in logging_outputs)
             metrics.log_scalar("on_policy", sentences / max(nsentences, 1), nsentences, round=4)
+        if any("taid_n" in log for log in logging_outputs):  # --kd-taid: the mean t of the interval
+            n = sum(log.get("taid_n", 0) for log in logging_outputs)
+            metrics.log_scalar("taid_t", sum(log.get("taid_t_sum", 0.0) for log in logging_outputs) / max(n, 1),
+                               n, round=4)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
