@@ -15,7 +15,8 @@ teacher row, which has no method, is left out), and prints two Markdown tables:
    difference to the baseline with a 95 % t interval over seeds, Holm-adjusted p across the table's
    rows, BLEU and chrF side by side, and the call (gain / loss / no difference shown / pilot).
 
-``--train-pairs WORK`` adds the number of training pairs of each Seq-KD data set
+``--beam-gain`` prints instead, per student, the beam's score minus greedy's over seeds (Kim & Rush:
+Seq-KD students need no beam search). ``--train-pairs WORK`` adds the number of training pairs of each Seq-KD data set
 (``WORK/seqkd<+parts>-bin/relabel.json``), for the Seq-KD data study.
 
 Several RESULTS folders join into one table (e.g. a second run that added methods, or one that
@@ -170,6 +171,41 @@ def seed_level_table(rows, baseline):
     return lines
 
 
+def beam_gain_table(rows):
+    """Kim & Rush's "Seq-KD students need no beam search": per (size, method), the beam's score
+    minus greedy's, paired by seed, with the seed-level interval and Holm across the rows."""
+    decodes = sorted({r["decode"] for r in rows}, key=decode_order)
+    if "greedy" not in decodes or len(decodes) < 2:
+        raise KDNMTError("--beam-gain needs greedy and beam rows (bench without --no-greedy)")
+    beam = decodes[-1]
+    keys = list(dict.fromkeys((r.get("size", ""), r["method"]) for r in rows))
+    sized = any(size for size, _ in keys)
+    cells = []
+    for size, method in keys:
+        def scores(decode, metric):
+            return {r["seed"]: float(r[metric]) for r in rows
+                    if r.get("size", "") == size and r["method"] == method and r["decode"] == decode}
+        cells.append((size, method, {metric: seed_stats.paired_seed_difference(scores(beam, metric),
+                                                                               scores("greedy", metric))
+                                     for metric, _ in METRICS}))
+    adjusted = {metric: seed_stats.holm([c[2][metric]["p"] for c in cells]) for metric, _ in METRICS}
+    head = "| " + ("size | " if sized else "") + "method | seeds | "
+    head += " | ".join(f"{name} {beam} − greedy [95 % CI] | Holm p | call" for _, name in METRICS) + " |"
+    lines = [head, "|" + "---|" * (1 + sized) + "---:|" + "---:|---:|---|" * len(METRICS)]
+    for i, (size, method, summaries) in enumerate(cells):
+        parts = []
+        for metric, _ in METRICS:
+            p = adjusted[metric][i]
+            call = seed_stats.call(summaries[metric], p).replace("gain", "beam helps").replace("loss", "beam hurts")
+            parts += [seed_stats.format_interval(summaries[metric]), "–" if p is None else f"{p:.3f}", call]
+        first = f"| {size} | {method} | " if sized else f"| {method} | "
+        lines.append(f"{first}{summaries['bleu']['n']} | " + " | ".join(parts) + " |")
+    lines += ["", f"Per seed, the student's {beam} score minus its greedy score; mean with a 95 % t interval "
+              "over seeds, Holm across the rows. \"No difference shown\" is what Kim & Rush's claim predicts "
+              "for Seq-KD students; it is not proof of equality (read the interval's width)."]
+    return lines
+
+
 def decode_order(decode):
     """greedy, then beam searches by width: ``beam5`` before ``beam10``."""
     return (0, 0) if decode == "greedy" else (1, int("".join(c for c in decode if c.isdigit()) or 0))
@@ -204,11 +240,15 @@ def main(argv):
     parser.add_argument("--baseline", help="the method the p-values compare against (not with --buckets)")
     parser.add_argument("--buckets", action="store_true",
                         help="the decoding table: BLEU per source-length bucket (seed*/bench_buckets.csv)")
+    parser.add_argument("--beam-gain", action="store_true",
+                        help="the beam-vs-greedy table: per student, beam minus greedy over seeds")
     parser.add_argument("--train-pairs", metavar="WORK",
                         help="add each Seq-KD data set's training pairs (WORK/seqkd*-bin/relabel.json)")
     args = parser.parse_args(argv)
     if args.buckets:
         lines = bucket_table(read_rows(*args.results, file="bench_buckets.csv"), read_rows(*args.results))
+    elif args.beam_gain:
+        lines = beam_gain_table(read_rows(*args.results))
     elif not args.baseline:
         parser.error("--baseline is needed (or --buckets)")
     else:

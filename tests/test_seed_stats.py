@@ -70,3 +70,25 @@ def test_seed_table_prints_the_seed_level_calls(tmp_path):
                            "| no difference shown |")
     assert word.endswith("| +1.00 [+1.00, +1.00] | 0.000 | gain |")
     assert seq.startswith("| d2 | seq_kd | beam5 | 2 | +0.50 [-5.85, +6.85] | 0.500 | no difference shown |")
+
+
+def test_beam_gain_is_beam_minus_greedy_per_seed(tmp_path):
+    # seq_kd: beam - greedy = 0.2, 0.4 (a small gain); baseline: 1.0, 1.0 (exact)
+    for seed, (base_g, base_b, seq_g, seq_b) in {1: (20, 21, 22, 22.2), 2: (21, 22, 23, 23.4)}.items():
+        bench_csv(tmp_path, seed, [("baseline", "greedy", base_g, 40, ""), ("baseline", "beam5", base_b, 41, ""),
+                                   ("seq_kd", "greedy", seq_g, 40, ""), ("seq_kd", "beam5", seq_b, 40, "")])
+    lines = seed_table.beam_gain_table(seed_table.read_rows(tmp_path))
+    assert lines[0].startswith("| size | method | seeds | BLEU beam5 − greedy [95 % CI] | Holm p | call |")
+    assert lines[2] == ("| d2 | baseline | 2 | +1.00 [+1.00, +1.00] | 0.000 | beam helps "
+                        "| +1.00 [+1.00, +1.00] | 0.000 | beam helps |")
+    # diffs 0.2, 0.4: mean 0.3, sd 0.1414, se 0.1, t 3, df 1: p = 1 - 2 atan(3)/pi = 0.2048, x2 (Holm) = 0.410
+    p = 1 - 2 * math.atan(3) / math.pi
+    assert lines[3].startswith(f"| d2 | seq_kd | 2 | +0.30 [-0.97, +1.57] | {2 * p:.3f} | no difference shown |")
+
+
+def test_beam_gain_needs_greedy_rows(tmp_path):
+    from kd_nmt.errors import KDNMTError
+
+    bench_csv(tmp_path, 1, [("baseline", "beam5", 20, 40, "")])
+    with pytest.raises(KDNMTError, match="--beam-gain needs greedy and beam rows"):
+        seed_table.beam_gain_table(seed_table.read_rows(tmp_path))
