@@ -1,4 +1,4 @@
-"""Serving speed of the tiny student vs the teacher, CTranslate2 int8 and fairseq, one thread.
+"""Serving speed of a student vs its teacher, CTranslate2 int8 and fairseq, one thread.
 
     python benchmarks/deploy_speed.py --teacher models/teacher-deen/model.pt \\
         --student work/quickstart/students/tiny/word_kd/checkpoint_best.pt \\
@@ -41,7 +41,7 @@ def parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", required=True, help="the teacher checkpoint")
-    p.add_argument("--student", required=True, help="the tiny student checkpoint")
+    p.add_argument("--student", required=True, help="the student checkpoint")
     p.add_argument("--data", required=True, help="data/prepare.py's output: DATA/bin, DATA/spm.model, DATA/raw")
     p.add_argument("--split", default="test_tech", help="test split (default test_tech)")
     p.add_argument("--input", default=None, help="source text (default DATA/raw/SPLIT.SRC)")
@@ -113,7 +113,7 @@ def main(argv=None):
         **headline, **word_ratios, "rows": rows, "setup": setup, "teacher": a.teacher, "student": a.student,
         "command": "python benchmarks/deploy_speed.py " + " ".join(sys.argv[1:] if argv is None else argv), **stamp}})
     table = (out / "deploy.md").read_text(encoding="utf-8")
-    md = ["# Serving speed: tiny student vs teacher (benchmarks/deploy_speed.py)", "",
+    md = ["# Serving speed: a student vs its teacher (benchmarks/deploy_speed.py)", "",
           f"Generated on {stamp['date']} ({stamp['machine']}, load average {stamp['load_average_1min']:.2f}).", "",
           table, "", *(f"- {k}: {v}" for k, v in {**headline, **word_ratios}.items()), ""]
     Path(a.markdown).write_text("\n".join(md), encoding="utf-8")
