@@ -48,8 +48,11 @@ def read_rows(*folders, file="bench.csv"):
     for results in folders:
         paths = sorted(glob.glob(os.path.join(results, "seed*", file)))
         # docs/ keeps each seed's file flat: seedS.csv (bench.csv), seedS_buckets.csv
-        flat = sorted(glob.glob(os.path.join(results, "seed*" + file[len("bench"):])))
-        flat = [p for p in flat if re.fullmatch(r"seed\d+" + re.escape(file[len("bench"):]), os.path.basename(p))]
+        # (or seedS_TAG.csv: several benches of one seed, e.g. one per size)
+        suffix = file[len("bench"):]
+        flat = sorted(glob.glob(os.path.join(results, "seed*" + suffix)))
+        flat = [p for p in flat if re.fullmatch(r"seed\d+(_(?!buckets)[A-Za-z0-9]+)?" + re.escape(suffix),
+                                                os.path.basename(p))]
         if not paths and not flat:
             raise KDNMTError(f"no {results}/seed*/{file} (nor seed*{file[len('bench'):]}): "
                              "run the recipe's bench step first")
