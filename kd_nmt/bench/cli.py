@@ -73,7 +73,7 @@ CSV_COLUMNS = [
     "name", "checkpoint", "split", "backend", "decode", "beam", "n_sentences", "n_truncated", "params",
     "weights_mb", "size_mb", "bleu", "chrf", "bleu_ci95", "chrf_ci95", "p_bleu", "p_chrf",
     "baseline", "decode_seconds", "sents_per_s", "toks_per_s", "out_tokens", "threads",
-    "device", "bleu_signature", "chrf_signature", "hyp_file",
+    "device", "bleu_signature", "chrf_signature", "hyp_file", "token_acc",
 ]
 BUCKET_COLUMNS = ["name", "decode", "bucket", "n_sentences", "bleu", "chrf"]
 TAG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -135,6 +135,14 @@ def build_parser():
                      "checkpoint converted once, cached next to it as CKPT.ct2-QUANT/)")
     dec.add_argument("--ct2-quantization", default="int8", metavar="QUANT",
                      help="CTranslate2 weight type: int8 (default), float32, int16, ...")
+    dec.add_argument("--teacher-forced", action="store_true",
+                     help="add a 'forced' row: the argmax at every gold-prefix position (its BLEU and the "
+                     "token accuracy; Wei et al.'s easy decoding). Binarized split, fairseq backend")
+    dec.add_argument("--prefix-tokens", type=int, default=0, metavar="K",
+                     help="add a 'greedy+prefixK' row: greedy search with each reference's first K tokens "
+                     "forced (the output includes them). Binarized split, fairseq backend")
+    dec.add_argument("--prefix-fraction", type=float, default=0.0, metavar="F",
+                     help="the same with floor(F x reference length) tokens forced (row 'greedy+prefixF')")
     dec.add_argument("--bf16", action="store_true",
                      help="decode under CPU bfloat16 autocast (float32 weights); add --tag "
                      "precision=bf16 to tell its rows apart from float32 ones")
@@ -312,8 +320,19 @@ def validate_args(args):
                    ("--batch-sentences", args.batch_sentences, 0), ("--max-len-b", args.max_len_b, 1))
     if args.input is None and args.data_bin is None:
         raise KDNMTError("give --data-bin DIR (with --split), or raw text with --input and --reference")
-    if args.no_greedy and args.beam == 1:
+    if args.no_greedy and args.beam == 1 and not (args.teacher_forced or args.prefix_tokens or args.prefix_fraction):
         raise KDNMTError("--no-greedy with --beam 1 leaves nothing to decode")
+    check_minimums(("--prefix-tokens", args.prefix_tokens, 0), ("--prefix-fraction", args.prefix_fraction, 0.0))
+    if args.prefix_fraction >= 1.0:
+        raise KDNMTError(f"--prefix-fraction must be below 1 (the whole reference would be forced), got "
+                         f"{args.prefix_fraction}")
+    if args.prefix_tokens and args.prefix_fraction:
+        raise KDNMTError("give --prefix-tokens or --prefix-fraction, not both")
+    gold = [flag for flag, on in (("--teacher-forced", args.teacher_forced), ("--prefix-tokens", args.prefix_tokens),
+                                  ("--prefix-fraction", args.prefix_fraction)) if on]
+    if gold and (args.backend != "fairseq" or args.input is not None or args.deploy):
+        raise KDNMTError(f"{gold[0]} decodes against the gold target: it needs a binarized split (--data-bin, "
+                         "--split), the fairseq backend and no --deploy")
     missing = [p for p in args.checkpoint if not os.path.isfile(p)]
     if missing:
         raise KDNMTError(f"checkpoint not found: {', '.join(repr(p) for p in missing)}")
@@ -380,7 +399,8 @@ def markdown_table(rows, meta):
             p_bleu = p_chrf = "baseline"
         else:
             p_bleu, p_chrf = _fmt_p(r["p_bleu"]), _fmt_p(r["p_chrf"])
-        cells = [r["name"], _fmt_params(r["params"]), _fmt(r["size_mb"], 1), r["decode"],
+        decode = r["decode"] + (f" (token acc {r['token_acc']:.3f})" if r.get("token_acc") is not None else "")
+        cells = [r["name"], _fmt_params(r["params"]), _fmt(r["size_mb"], 1), decode,
                  _fmt(r["bleu"]), _fmt(r["chrf"]), _fmt(r["sents_per_s"], 1), _fmt(r["toks_per_s"], 0),
                  p_bleu, p_chrf]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
@@ -445,8 +465,30 @@ def tag_columns(systems):
 # --------------------------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------------------------
-def _engine(args, path, model, test, beam):
+def decodings(args):
+    """``[(name, beam)]`` of the rows each system gets; beam 0 = teacher-forced, a name with
+    ``+prefix`` = greedy with the gold prefix forced."""
+    out = [] if args.no_greedy else [("greedy", 1)]
+    if args.beam > 1:
+        out.append((f"beam{args.beam}", args.beam))
+    if args.teacher_forced:
+        out.append(("forced", 0))
+    if args.prefix_tokens or args.prefix_fraction:
+        out.append((f"greedy+prefix{args.prefix_tokens or f'{args.prefix_fraction:g}'}", 1))
+    return out
+
+
+def _engine(args, path, model, test, beam, decode_name=""):
     """``(engine, size in bytes)``: ``model`` (fairseq) or its CTranslate2 conversion, on ``test``."""
+    if decode_name == "forced" or "+prefix" in decode_name:
+        from kd_nmt.bench.forced import PrefixEngine, TeacherForcedEngine
+
+        if decode_name == "forced":
+            return TeacherForcedEngine(model, test.task, test.dataset, device=args.device, bf16=args.bf16), \
+                os.path.getsize(path)
+        return PrefixEngine(model, test.task, test.dataset, prefix_tokens=args.prefix_tokens,
+                            prefix_fraction=args.prefix_fraction, beam=beam, max_len_a=args.max_len_a,
+                            max_len_b=args.max_len_b, device=args.device, bf16=args.bf16), os.path.getsize(path)
     if args.backend == "fairseq":
         from kd_nmt.bench.decode import FairseqEngine
 
@@ -504,7 +546,7 @@ def main(argv=None):
 
     batch_sentences = args.batch_sentences or 0
     backend = "fairseq" if args.backend == "fairseq" else f"ctranslate2-{args.ct2_quantization}"
-    decodes = ([] if args.no_greedy else [("greedy", 1)]) + ([(f"beam{args.beam}", args.beam)] if args.beam > 1 else [])
+    decodes = decodings(args)
     rows, bucket_rows, hyps = [], [], {}
     baseline_name = systems[baseline_index][0]
     tested_against = baselines_by_group(systems, baseline_name, args.baseline_per)
@@ -515,9 +557,10 @@ def main(argv=None):
         params = dec.count_parameters(model)
         weights_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6
         for decode_name, beam in decodes:
-            engine, size = _engine(args, path, model, test, beam)
+            engine, size = _engine(args, path, model, test, beam, decode_name)
             result = translate_all(engine, test.detok, args.batch_tokens, batch_sentences,
                                    progress=not args.no_progress, desc=f"{name} {decode_name}")
+            token_acc = getattr(engine, "token_accuracy", None)  # teacher-forced rows only
             del engine
             hyp_file = f"{file_stem(name)}.{decode_name}.hyp"
             atomic_write(os.path.join(args.out, hyp_file), "".join(h + "\n" for h in result.hypotheses))
@@ -536,6 +579,7 @@ def main(argv=None):
                 "out_tokens": result.n_tokens, "threads": args.threads, "device": args.device,
                 "bleu_signature": scores["bleu_signature"], "chrf_signature": scores["chrf_signature"],
                 "bleu_detail": scores["bleu_detail"], "hyp_file": hyp_file,
+                "token_acc": None if token_acc is None else round(token_acc, 5),
             }
             rows.append(row)
             hyps[(name, decode_name)] = result.hypotheses
