@@ -417,3 +417,34 @@ def test_mode_misuses_are_one_clear_line(cache8, cache_sample, data_bin, teacher
                     "--out", tmp_path / "never", *extra], check=False)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("ids", r"chunks/00001/ids.npy holds id \d+ outside the \d+-symbol dictionary"),
+    ("target", r"chunks/00001/target.npy holds id -3 outside"),
+    ("logp_positive", r"chunks/00001/logp.npy holds values that are not log-probabilities"),
+    ("logp_mass", r"chunks/00001/logp.npy: the kept probabilities sum to [\d.]+, not at most 1"),
+])
+def test_garbage_of_the_right_size_is_refused_on_open(cache8, cache_full, data_bin, tmp_path, damage, message):
+    import numpy as np
+
+    from kd_nmt.cache.store import TeacherCache
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(cache8, damaged)
+    chunk = damaged / "chunks" / "00001"
+    name = "logp" if damage.startswith("logp") else damage
+    array = np.load(chunk / f"{name}.npy")
+    if damage == "ids":
+        array[0, 0] = TeacherCache(str(cache8)).vocab_size + 5
+    elif damage == "target":
+        array[-1] = -3
+    elif damage == "logp_positive":
+        array[array.shape[0] // 2, 3] = 0.5
+    else:  # every kept id at probability 1/2: the top 8 hold 4 times the mass there is
+        array[:] = np.log(0.5)
+    np.save(chunk / f"{name}.npy", array)  # same shape and dtype: only the contents are wrong
+    with pytest.raises(KDNMTError, match=message):
+        setup_in_process(data_bin, kd_cache_args(damaged))
+    TeacherCache(str(cache8))  # the intact cache opens
+    TeacherCache(str(cache_full))  # and a k = V one, whose rows sum to 1 within float16 rounding

@@ -80,6 +80,11 @@ MODE_ARRAYS = {"topk": ARRAYS, "topk-tail": ARRAYS + ("rest",), "sample": ARRAYS
 LOGP_DTYPES = ("float16", "float32")  # meta "logp_dtype"; the first is the default
 LOGP_DTYPE = np.float16  # the default, as a numpy dtype
 NLL_DTYPE = np.float32
+# TeacherCache.check_contents: rows checked per chunk on open, and the slack of a log-prob (and of
+# the log of a kept mass) above 0 that float16 rounding allows (2^-11 of a value near 0 is tiny;
+# a sum of k float16-rounded probabilities drifts by ~k 2^-12)
+SAMPLE_ROWS = 64
+LOGP_TOLERANCE = 1e-2
 # float16 covers +-65504; a log-prob below this (never seen in practice) is clamped to it
 LOGP_MIN = -60000.0
 LOG_PROBS_NOTE = (
@@ -319,6 +324,49 @@ class TeacherCache:
                         "with the same arguments to rebuild it"
                     )
         self._maps = {}
+        self.check_contents()
+
+    def check_contents(self, rows_per_chunk=SAMPLE_ROWS):
+        """Cheap checks of what the arrays hold, on a few rows of every chunk (its first, last and
+        evenly spaced ones): ids and gold targets in ``[0, V)``, finite log-probs ``<= 0`` whose
+        kept mass is at most 1 (and 1 where every id is kept, or the rest class completes it), a
+        sample cache's counts summing to its draws. Garbage of the right size used to train
+        silently against a wrong teacher; an id out of range ended in a traceback."""
+        damaged = f"teacher cache {self.path!r} is damaged"
+        fix = "delete that chunk directory and rerun `kd-nmt cache-teacher` with the same arguments"
+        for c, (s, e) in enumerate(self.ranges):
+            n = int(self.offsets[e] - self.offsets[s])
+            if not n:
+                continue
+            picks = np.unique(np.linspace(0, n - 1, num=min(n, rows_per_chunk)).round().astype(np.int64))
+            maps = self._chunk(c)
+            where = f"{os.path.relpath(chunk_dir(self.path, c), self.path)}"
+            for name in ("ids", "target"):
+                values = np.asarray(maps[name][picks], dtype=np.int64)
+                bad = values[(values < 0) | (values >= self.vocab_size)]
+                if bad.size:
+                    raise KDNMTError(f"{damaged}: {where}/{name}.npy holds id {int(bad[0])} outside the "
+                                     f"{self.vocab_size}-symbol dictionary; {fix}")
+            logp = np.asarray(maps["logp"][picks], dtype=np.float64)
+            used = np.asarray(maps["count"][picks]) > 0 if self.mode == "sample" else np.ones_like(logp, dtype=bool)
+            if not np.isfinite(logp[used]).all() or (logp[used] > LOGP_TOLERANCE).any():
+                raise KDNMTError(f"{damaged}: {where}/logp.npy holds values that are not log-probabilities "
+                                 f"(NaN, infinite or > 0); {fix}")
+            kept = np.where(used, logp, -np.inf)
+            mass = np.logaddexp.reduce(kept, axis=-1)
+            complete = self.k >= self.vocab_size and self.mode == "topk"
+            if self.mode == "topk-tail" and self.temperature == 1.0:
+                mass = np.logaddexp(mass, np.asarray(maps["rest"][picks], dtype=np.float64))
+                complete = True
+            if (mass > LOGP_TOLERANCE).any() or (complete and (np.abs(mass) > LOGP_TOLERANCE).any()):
+                raise KDNMTError(f"{damaged}: {where}/logp.npy: the kept probabilities sum to "
+                                 f"{float(np.exp(mass).max() if (mass > 0).any() else np.exp(mass).min()):.4g}, "
+                                 f"not {'1' if complete else 'at most 1'}; {fix}")
+            if self.mode == "sample":
+                draws = np.asarray(maps["count"][picks], dtype=np.int64).sum(-1)
+                if (draws != int(self.meta["draws"])).any():
+                    raise KDNMTError(f"{damaged}: {where}/count.npy: counts sum to {int(draws.min())}, "
+                                     f"not the cache's {self.meta['draws']} draws; {fix}")
 
     def __getstate__(self):  # memory maps are reopened in each process
         state = dict(self.__dict__)
