@@ -448,3 +448,21 @@ def test_garbage_of_the_right_size_is_refused_on_open(cache8, cache_full, data_b
         setup_in_process(data_bin, kd_cache_args(damaged))
     TeacherCache(str(cache8))  # the intact cache opens
     TeacherCache(str(cache_full))  # and a k = V one, whose rows sum to 1 within float16 rounding
+
+
+def test_a_second_build_of_one_cache_is_refused(cache8, data_bin, teacher_checkpoint, tmp_path, capsys):
+    from kd_nmt.common.locks import take_lock
+
+    out = tmp_path / "top8"
+    shutil.copytree(cache8, out)
+    held = take_lock(str(out), "kd-nmt cache-teacher", "-")  # as a running build holds it
+    try:
+        argv = ["--teacher", str(teacher_checkpoint), "--data-bin", str(data_bin), "--split", "train",
+                "--topk", "8", "--out", str(out), "--chunk-sentences", str(CHUNK), "--no-progress-bar"]
+        from kd_nmt.cli import main
+
+        assert main(["cache-teacher", *argv]) == 2
+        assert f"another kd-nmt cache-teacher process is working in {str(out)!r}" in capsys.readouterr().err
+    finally:
+        held.close()
+    assert main(["cache-teacher", *argv]) == 0  # released: the (complete) cache is reopened and checked

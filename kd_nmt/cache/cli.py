@@ -19,6 +19,7 @@ import torch
 
 from kd_nmt.cache import store
 from kd_nmt.common.args import ArgumentParser, check_minimums
+from kd_nmt.common.locks import take_lock
 from kd_nmt.common.logging_setup import setup_logging
 from kd_nmt.errors import KDNMTError
 from kd_nmt.precision import cpu_autocast
@@ -295,8 +296,6 @@ def cache_chunk(out, c, first, end, offsets, dataset, teacher, meta, pad, args, 
 
 def build(args):
     """Build (or finish) the cache described by ``args``; returns its meta data."""
-    from tqdm import tqdm
-
     import kd_nmt.registry  # noqa: F401  (plugin architectures, trusted checkpoint loading)
     from kd_nmt.teacher import Teacher
 
@@ -322,6 +321,18 @@ def build(args):
     meta = plan_meta(args, task, teacher, dataset)
     out = args.out
     prepare_out(out, meta, task)
+    # two builds of one cache would write the same chunks at once: the second is refused
+    lock = take_lock(out, "kd-nmt cache-teacher", "wait for it or use another --out")
+    try:
+        return _build_locked(args, task, dataset, teacher, meta, out, device)
+    finally:
+        lock.close()
+
+
+def _build_locked(args, task, dataset, teacher, meta, out, device):
+    """``build``'s chunks, offsets and completion, with ``out``'s lock held."""
+    from tqdm import tqdm
+
     offsets = np.zeros(len(dataset) + 1, dtype=np.int64)
     np.cumsum(np.asarray(dataset.tgt_sizes, dtype=np.int64), out=offsets[1:])
     offsets_path = os.path.join(out, "offsets.npy")

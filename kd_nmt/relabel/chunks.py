@@ -18,12 +18,12 @@ edited by hand is redone, never concatenated into a misaligned output.
 """
 import hashlib
 import contextlib
-import fcntl
 import json
 import os
 import shutil
 
 from kd_nmt.common.atomic import atomic_concat, atomic_write
+from kd_nmt.common.locks import take_lock
 from kd_nmt.errors import KDNMTError
 
 FORMAT = 1
@@ -77,16 +77,7 @@ class WorkDir:
         """Create (or reuse) the work dir, take its lock, write the manifest, drop stale temps."""
         self.check(restart)
         os.makedirs(self.path, exist_ok=True)
-        lock = open(os.path.join(self.path, "lock"), "a")
-        try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            lock.close()
-            raise KDNMTError(
-                f"another kd-nmt relabel process is working in {self.path!r}; "
-                "wait for it or use another --output"
-            ) from None
-        self._lock = lock
+        self._lock = take_lock(self.path, "kd-nmt relabel", "wait for it or use another --output")
         if restart:
             for name in os.listdir(self.path):
                 if name != "lock":
