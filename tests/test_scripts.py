@@ -130,9 +130,14 @@ def test_any_corpus_becomes_an_aligned_data_bin(tmp_path):
             data = data_utils.load_indexed_dataset(str(out / "bin" / f"{split}.fr-en.{lang}"), dictionary)
             assert len(data) == n, (split, lang)
     assert "mitten" in lines(out / "raw" / "train.fr")[0]
-    # a rerun finds every output and redoes nothing
+    # a rerun with the same options finds every output and redoes nothing
     before = (out / "bin" / "train.fr-en.fr.bin").stat().st_mtime_ns
-    script("prepare_corpus", "--raw", raw, "--out", out, "--source-lang", "fr", "--target-lang", "en")
+    script("prepare_corpus", "--raw", raw, "--out", out, "--vocab", "300", "--source-lang", "fr", "--target-lang", "en")
+    assert (out / "bin" / "train.fr-en.fr.bin").stat().st_mtime_ns == before
+    # with another vocabulary it is refused (it used to skip every step and keep the 300-piece corpus)
+    other = script("prepare_corpus", "--raw", raw, "--out", out, "--source-lang", "fr", "--target-lang", "en",
+                   check=False)
+    assert other.returncode == 2 and "was prepared from other inputs or options (vocab 300 -> 8000)" in other.stderr
     assert (out / "bin" / "train.fr-en.fr.bin").stat().st_mtime_ns == before
 
 

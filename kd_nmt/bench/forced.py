@@ -6,8 +6,8 @@ easy end, for a binarized split (it holds the gold target):
 
 * ``TeacherForcedEngine``: one forward pass of the model over the gold prefix
   (``prev_output_tokens``); the output is the argmax at every target position but the last (the
-  gold EOS's), so its BLEU is the BLEU of the argmax sequence; ``correct`` / ``total`` count the
-  positions (EOS included, padding not) where the argmax is the gold token: token accuracy.
+  gold EOS's), so its BLEU is the BLEU of the argmax sequence; ``token_accuracy`` is the share of
+  the positions (EOS included, padding not) where the argmax is the gold token.
 * ``PrefixEngine``: fairseq's prefix-constrained search (``SequenceGenerator.generate(...,
   prefix_tokens=...)``): the first ``k`` gold tokens are forced, then the model decodes on its own
   (greedy, or ``beam``). ``k`` is fixed (``prefix_tokens=3``) or a fraction of each reference's
@@ -48,7 +48,8 @@ class TeacherForcedEngine:
         self.tgt_dict = task.target_dictionary
         self.max_source = model_max_source_positions(model)
         self.sizes = [min(int(s), self.max_source) for s in dataset.src_sizes]
-        self.correct = self.total = 0
+        # (correct, total) per sentence id: the untimed warm-up batch is translated twice
+        self.counts = {}
 
     def translate(self, indices):
         sample, net_input, truncated = _gold_batch(self.dataset, indices, self.max_source, self.device)
@@ -61,17 +62,18 @@ class TeacherForcedEngine:
         seconds = time.perf_counter() - start
         argmax = logits.argmax(-1)
         real = target.ne(self.tgt_dict.pad())
-        self.correct += int((argmax.eq(target) & real).sum())
-        self.total += int(real.sum())
+        hits = (argmax.eq(target) & real).sum(1).tolist()
         by_id = {}
         for row, i in enumerate(sample["id"].tolist()):
             n = int(real[row].sum())  # right-padded targets: the first n positions, the last is EOS
+            self.counts[int(i)] = (int(hits[row]), n)
             by_id[int(i)] = self.tgt_dict.string(argmax[row, : n - 1].cpu())
         return [by_id[i] for i in indices], seconds, truncated
 
     @property
     def token_accuracy(self):
-        return self.correct / self.total if self.total else None
+        total = sum(n for _, n in self.counts.values())
+        return sum(c for c, _ in self.counts.values()) / total if total else None
 
 
 def prefix_lengths(target_lengths, prefix_tokens=0, prefix_fraction=0.0):
