@@ -112,9 +112,10 @@ def install_bf16_patches():
     @functools.wraps(original_parse)
     def parse_args_and_arch(*args, **kwargs):
         # fairseq's parser turns --bf16 into --tpu; without torch_xla that can only crash
-        # (``xla_device`` of None), so on a CPU the flag means CPU bf16 autocast instead
+        # (``xla_device`` of None): on a CPU the flag means CPU bf16 autocast instead, on a CUDA
+        # GPU fairseq's own bf16 training (a bfloat16 model, fp32 master weights)
         parsed = original_parse(*args, **kwargs)
-        if getattr(parsed, "tpu", False) and wants_cpu_bf16(parsed) and not _have_xla():
+        if getattr(parsed, "tpu", False) and getattr(parsed, "bf16", False) and not _have_xla():
             parsed.tpu = False
         return parsed
 

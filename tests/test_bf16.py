@@ -138,3 +138,18 @@ def test_bf16_attention_gradient_matches_fp32():
     cosine = torch.nn.functional.cosine_similarity(g16.double(), g32.double(), dim=0).item()
     assert cosine > GRAD_COSINE, cosine
     assert not torch.equal(g16, g32)  # it did run in bf16
+
+
+def test_bf16_on_a_cuda_machine_is_not_turned_into_tpu(monkeypatch):
+    """fairseq's parser sets --tpu for --bf16; without torch_xla the trainer then dies on
+    ``xla_device`` — on a GPU too, where --bf16 must mean fairseq's CUDA bf16 training."""
+    import torch
+    from fairseq import options
+
+    from kd_nmt.precision import install_bf16_patches
+
+    install_bf16_patches()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine (parsing only)
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(parser, ["data-bin", "--arch", "transformer", "--bf16"])
+    assert args.bf16 and not args.tpu and not args.cpu
