@@ -190,12 +190,16 @@ def child(argv, out_json, warmup):
         def uses_one_pass(self, model, logits):
             return False
 
-        def kd_and_teacher_nll(self, student_logits, sample):
+        def kd_and_teacher_nll(self, student_logits, sample, kd_mask=None):
+            # (word_kd's signature: an override without kd_mask raised TypeError in training)
             dist, teacher_nll = self.task.teacher.distribution(sample, like=student_logits)
             pad = sample["target"].eq(self.padding_idx)
+            if kd_mask is not None:
+                pad = pad | ~kd_mask
             per_token = divergence(self.kd_divergence, student_logits, dist,
                                    temperature=self.kd_temperature, **self.kd_params)
-            return per_token.masked_fill(pad, 0.0).sum(), teacher_nll.masked_fill(pad, 0.0).sum()
+            gold_pad = sample["target"].eq(self.padding_idx)
+            return per_token.masked_fill(pad, 0.0).sum(), teacher_nll.masked_fill(gold_pad, 0.0).sum()
 
     steps = []
     original = Trainer.train_step
