@@ -33,6 +33,13 @@ class KDTranslationConfig(TranslationConfig):
             "split): KD without a teacher in memory; excludes --teacher-path"
         },
     )
+    keep_pruned: bool = field(
+        default=False,
+        metadata={
+            "help": "retrain a pruned model (scripts/prune.py; with --finetune-from-model): the weight "
+            "matrices' zeros when training starts stay 0 after every step (kd_nmt/pruning.py)"
+        },
+    )
     sentence_kd_data: Optional[str] = field(
         default=None,
         metadata={
@@ -68,6 +75,18 @@ class KDTranslationTask(TranslationTask):
                 "teacher: %d model(s), %d parameters, from %s",
                 len(self.teacher), n_params, cfg.teacher_path,
             )
+
+    def optimizer_step(self, optimizer, model, update_num):
+        masked = getattr(self, "_masked_weights", None)
+        if self.cfg.keep_pruned and masked is None:
+            from kd_nmt.pruning import MaskedWeights
+
+            masked = self._masked_weights = MaskedWeights()
+        if masked is not None:
+            masked.before_step(model)
+        super().optimizer_step(optimizer, model, update_num)
+        if masked is not None:
+            masked.after_step(model)
 
     @property
     def has_teacher(self):
