@@ -31,7 +31,6 @@ Two problems, one place:
 import copy
 import functools
 import os
-import shutil
 import sys
 import types
 from argparse import Namespace
@@ -186,8 +185,8 @@ def implicit_restore_file(path):
 
 
 class _AtomicCopyPathManager:
-    """fairseq's PathManager as checkpoint_utils sees it, with an atomic ``copy``: the copy goes
-    to ``DST.tmp``, is fsynced and renamed over DST, so DST is the old file or the new one."""
+    """fairseq's PathManager as checkpoint_utils sees it, with an atomic ``copy``
+    (``kd_nmt.common.atomic.atomic_copy``): DST is the old file or the new one, never half."""
 
     def __init__(self, inner):
         self._inner = inner
@@ -198,16 +197,9 @@ class _AtomicCopyPathManager:
     def copy(self, src_path, dst_path, overwrite=False, **kwargs):
         if os.path.exists(dst_path) and not overwrite:
             return False
-        tmp = f"{dst_path}.tmp"
-        try:
-            shutil.copyfile(src_path, tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, dst_path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        from kd_nmt.common.atomic import atomic_copy
+
+        atomic_copy(src_path, dst_path)
         return True
 
 

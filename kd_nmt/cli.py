@@ -14,7 +14,7 @@ import importlib
 import os
 import sys
 
-from kd_nmt.errors import KDNMTError, describe_os_error
+from kd_nmt.errors import report_errors
 
 USAGE = __doc__.split("\n\n")[1]
 
@@ -82,19 +82,11 @@ def main(argv=None):
         print(f"kd-nmt: error: unknown command {name!r}; choose from: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     module_name, func_name = COMMANDS[name].split(":")
-    try:
-        func = getattr(importlib.import_module(module_name), func_name)
-        return func(rest) or 0
-    except KDNMTError as exc:
-        print(f"kd-nmt: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # read-only, full disk, a file where a folder is expected: not a bug
-        print(f"kd-nmt: error: {describe_os_error(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"kd-nmt: interrupted ({name}); rerun the same command to resume where it can", file=sys.stderr)
-        return 130
 
+    def run():
+        return getattr(importlib.import_module(module_name), func_name)(rest)
+
+    return report_errors("kd-nmt", run)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -33,3 +33,22 @@ def describe_os_error(exc):
     path = exc.filename if exc.filename is not None else "(no file)"
     advice = _OS_ADVICE.get(name)
     return f"{path}: {what}" + (f" ({advice})" if advice else "")
+
+
+def report_errors(prog, func, *args):
+    """``func(*args)``'s exit status (0 for None), with the one-line contract of every kd-nmt
+    command and script: a KDNMTError or an OSError is ``PROG: error: ...`` and status 2, Ctrl-C
+    one line and status 130; anything else is a bug and keeps its traceback."""
+    import sys
+
+    try:
+        return func(*args) or 0
+    except KDNMTError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # read-only, full disk, a file where a folder is expected: not a bug
+        print(f"{prog}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; rerun the same command to resume where it can", file=sys.stderr)
+        return 130

@@ -46,10 +46,8 @@ START=$SECONDS
 bash recipes/multi30k_teacher.sh
 
 if [ ! -e "$SHIP/MANIFEST.json" ]; then
-    mapfile -t LAST < <(find "$WORK/teacher" -maxdepth 1 -name 'checkpoint_*_*.pt' | sed 's/.*_\([0-9]*\)\.pt$/\1 &/' \
-                        | sort -n | tail -n "$AVERAGE" | cut -d' ' -f2)
-    log "ship the mean of ${#LAST[@]} checkpoints -> $SHIP"
-    python scripts/ship_checkpoint.py --checkpoints "${LAST[@]}" --data "$WORK/data" --out "$SHIP" \
+    log "ship the mean of the last $AVERAGE interval checkpoints -> $SHIP"
+    python scripts/ship_checkpoint.py --run "$WORK/teacher" --average "$AVERAGE" --data "$WORK/data" --out "$SHIP" \
         --note "bash recipes/multi30k.sh (recipes/multi30k_teacher.sh: TEACHER_ARCH=${TEACHER_ARCH:-transformer_kd_small} TEACHER_UPDATES=${TEACHER_UPDATES:-4000} VOCAB=${VOCAB:-8000} DROPOUT=${DROPOUT:-0.3} SEED=$SEED ${PRECISION_ARGS:-fp32}; AVERAGE=$AVERAGE)" \
         --info "train_wall_seconds=$(sed -n 's/^wall_seconds //p' "$WORK/teacher/DONE")" \
                "corpus=Multi30k task 1 de-en, github.com/multi30k/dataset a3d2e0d (data/multi30k/)" \

@@ -38,10 +38,8 @@ python scripts/learning_curve.py --data "$WORK/data" --run "$WORK/model" \
     --title "teacher transformer_kd_small, 58,532 pairs, ${PRECISION_ARGS:-fp32}" >&2
 
 if [ ! -e "$SHIP/MANIFEST.json" ]; then
-    mapfile -t LAST < <(find "$WORK/model" -maxdepth 1 -name 'checkpoint_*_*.pt' | sed 's/.*_\([0-9]*\)\.pt$/\1 &/' \
-                        | sort -n | tail -n "$AVERAGE" | cut -d' ' -f2)
-    log "ship the mean of ${#LAST[@]} checkpoints -> $SHIP"
-    python scripts/ship_checkpoint.py --checkpoints "${LAST[@]}" --data "$WORK/data" --out "$SHIP" \
+    log "ship the mean of the last $AVERAGE interval checkpoints -> $SHIP"
+    python scripts/ship_checkpoint.py --run "$WORK/model" --average "$AVERAGE" --data "$WORK/data" --out "$SHIP" \
         --note "bash recipes/teacher.sh (TEACHER_UPDATES=$TEACHER_UPDATES VOCAB=$VOCAB SEED=$SEED)" \
         --info "train_wall_seconds=$(sed -n 's/^wall_seconds //p' "$WORK/model/DONE")" \
                "corpus=$(python -c 'import json;m=json.load(open("data/corpus/deen/MANIFEST.json"));print(json.dumps(m["packages"]))')" \

@@ -4,6 +4,7 @@
     python scripts/ship_checkpoint.py --checkpoints RUN/checkpoint_*_5500.pt RUN/checkpoint_*_6000.pt \
         --data work/teacher/data --out models/teacher-deen --note "training command ..."
 
+    python scripts/ship_checkpoint.py --run RUN --average 5 --data ... --out ...   # RUN's last 5
     python scripts/ship_checkpoint.py --verify models/teacher-deen     # checksums only
 
 Writes into ``--out``:
@@ -26,22 +27,18 @@ files and their sha256 are untouched.
 ``--verify DIR`` recomputes every sha256 and exits 1 with one line naming the first file that
 differs (recipes call it before they use a shipped model).
 """
-import argparse
-import hashlib
 import json
 import os
 import shutil
 import sys
 
+import tool_common  # noqa: F401  (puts the repository on sys.path)
+from tool_common import run_tool
+
+from kd_nmt.common.args import ArgumentParser
+from kd_nmt.common.hashing import sha256_file as sha256
+
 FILES = ("model.pt", "spm.model", "dict.de.txt", "dict.en.txt")
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def average(paths):
@@ -173,8 +170,11 @@ def verify(out):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="ship_checkpoint", description=__doc__)
     p.add_argument("--checkpoints", nargs="+", help="checkpoints to average (one = no averaging)")
+    p.add_argument("--run", metavar="DIR", help="instead of --checkpoints: the last --average interval "
+                   "checkpoints (checkpoint_E_U.pt, by updates U) of this --save-dir")
+    p.add_argument("--average", type=int, default=1, metavar="N", help="with --run: how many (default 1)")
     p.add_argument("--data", help="data/prepare.py's output dir the model was trained on")
     p.add_argument("--out", help="directory to write")
     p.add_argument("--note", default="", help="free text stored in MANIFEST.json (e.g. the training command)")
@@ -186,8 +186,16 @@ def main(argv=None):
         return verify(a.verify)
     if a.update:
         return update(a.update, a.info)
+    if a.run:
+        from learning_curve import interval_checkpoints
+
+        found = interval_checkpoints(a.run)
+        if a.average < 1 or not found:
+            p.error(f"--run {a.run}: no checkpoint_E_U.pt there (train with --save-interval-updates), "
+                    "or --average below 1")
+        a.checkpoints = [path for _, path in found[-a.average:]]
     if not (a.checkpoints and a.data and a.out):
-        p.error("--checkpoints, --data and --out are required (or --verify DIR)")
+        p.error("--checkpoints (or --run), --data and --out are required (or --verify DIR)")
     for path in a.checkpoints:
         if not os.path.isfile(path):
             p.error(f"no checkpoint {path}")
@@ -196,4 +204,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(run_tool("ship_checkpoint", main))

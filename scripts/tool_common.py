@@ -16,19 +16,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from kd_nmt.errors import KDNMTError, describe_os_error  # noqa: E402
+from kd_nmt.errors import report_errors  # noqa: E402
 
 
 def run_tool(prog, main, argv=None):
-    """``main(argv)``'s exit status (0 for None); a KDNMTError is one line on stderr and status 2."""
-    try:
-        return main(sys.argv[1:] if argv is None else argv) or 0
-    except KDNMTError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # read-only, full disk, a file where a folder is expected: not a bug
-        print(f"{prog}: error: {describe_os_error(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; rerun the same command to resume where it can", file=sys.stderr)
-        return 130
+    """``main(argv)``'s exit status (0 for None), errors as one line (``kd_nmt.errors.report_errors``)."""
+    return report_errors(prog, main, sys.argv[1:] if argv is None else argv)

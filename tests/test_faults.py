@@ -165,24 +165,17 @@ def test_a_truncated_restore_file_is_one_line(data_bin, tmp_path):
 
 
 def test_checkpoint_copies_are_atomic(tmp_path, monkeypatch):
-    import errno
-    import shutil
-
     from fairseq import checkpoint_utils
 
     from kd_nmt.checkpoint import install_fairseq_patches
+    from kd_nmt.common import atomic
 
     install_fairseq_patches()
     src, dst = tmp_path / "checkpoint_3_30.pt", tmp_path / "checkpoint_last.pt"
     src.write_bytes(b"new" * 1000)
     dst.write_bytes(b"old")
-
-    def full_disk(a, b):
-        with open(b, "wb") as f:
-            f.write(b"ne")  # part of it, then the disk is full
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(shutil, "copyfile", full_disk)
+    # the disk fills up 100 bytes into the copy (fairseq's in-place copy left those 100 bytes)
+    monkeypatch.setattr(atomic, "open", _DiskBudget(100, only="checkpoint_last.pt"), raising=False)
     with pytest.raises(OSError):
         checkpoint_utils.PathManager.copy(str(src), str(dst), overwrite=True)
     assert dst.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == [src.name, dst.name]

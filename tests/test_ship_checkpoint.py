@@ -43,3 +43,11 @@ def test_update_without_a_manifest_is_one_line(tmp_path):
     got = tool("--update", str(tmp_path), "--info", "a=1")
     assert got.returncode == 1 and got.stderr.count("\n") == 1
     assert "MANIFEST.json unreadable" in got.stderr and "ship the model first" in got.stderr
+
+
+def test_run_without_interval_checkpoints_is_one_line(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint_last.pt").write_bytes(b"x")  # not an interval checkpoint
+    got = tool("--run", str(tmp_path / "run"), "--average", "5", "--data", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert got.returncode == 2 and got.stderr.count("\n") == 1
+    assert got.stderr.startswith(f"ship_checkpoint: error: --run {tmp_path / 'run'}: no checkpoint_E_U.pt there")

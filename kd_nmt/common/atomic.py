@@ -3,7 +3,8 @@
 * ``atomic_write(path, data)`` / ``atomic_file(path)``: one file written to a temporary sibling,
   fsynced, renamed over ``path`` (a reader sees the old file or the new one, never half of one);
   the temporary is removed if the write fails (a full disk leaves no stray ``.tmp``).
-* ``atomic_concat(parts, path)``: files concatenated into ``path`` the same way.
+* ``atomic_concat(parts, path)`` / ``atomic_copy(src, dst)``: files concatenated or copied into
+  ``path`` the same way.
 * ``publish_group(files)``: several files that only mean something together (a filter's kept
   source and target, a bench's CSV and Markdown table). Every one is written to its temporary
   first; only when all are written is the old *marker* (the last file, which recipes and reruns
@@ -84,6 +85,12 @@ def atomic_concat(parts, path):
         for part in parts:
             with open(part, "rb") as f:
                 shutil.copyfileobj(f, out, 1 << 20)
+
+
+def atomic_copy(src, dst):
+    """Copy the file ``src`` over ``dst`` atomically (``dst`` is the old file or the new one)."""
+    with atomic_file(dst, binary=True) as out, open(src, "rb") as f:
+        shutil.copyfileobj(f, out, 1 << 20)
 
 
 def publish_group(files):
