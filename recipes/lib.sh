@@ -14,6 +14,8 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# a mistyped knob (STUDENT_UPDATE=300) stops the recipe here with one line instead of being ignored
+python "$REPO/scripts/check_knobs.py" || exit 2
 : "${SEED:=1}" "${THREADS:=2}" "${MAX_TOKENS:=4096}" "${LR:=1e-3}" "${WARMUP:=200}"
 : "${DIVERGENCE:=fkl}" "${BEAM:=5}"
 DEVICE_ARGS=$(python -c "import torch; print('' if torch.cuda.is_available() else '--cpu')")
