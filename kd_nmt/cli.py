@@ -6,6 +6,8 @@
     kd-nmt filter ...         drop bad pairs from a relabeled corpus (both sides aligned)
     kd-nmt cache-teacher ...  offline teacher top-k distributions
     kd-nmt bench ...          BLEU/chrF, speed and size of checkpoints
+    kd-nmt deploy ...         the deployment table: engines, throughput, latency, memory, size
+    kd-nmt plot ...           figures from bench results
 
 Every sub-command prints ``--help`` with examples. User errors (missing files, mismatched
 dictionaries, bad options) print one line ``kd-nmt: error: ...`` and exit with status 2.
@@ -26,6 +28,7 @@ COMMANDS = {
     "filter": "kd_nmt.filter.cli:main",
     "cache-teacher": "kd_nmt.cache.cli:main",
     "bench": "kd_nmt.bench.cli:main",
+    "deploy": "kd_nmt.bench.cli:deploy_main",
     "plot": "kd_nmt.bench.plot:main",
 }
 

@@ -26,7 +26,8 @@ def main(argv):
                        epilog=__doc__.split("\n\n", 2)[2])
     p.add_argument("raw", help="UTF-8 text, one sentence a line")
     p.add_argument("out", help="pieces, one line per kept line")
-    p.add_argument("--spm", required=True, help="the corpus's sentencepiece model (OUT/spm.model)")
+    p.add_argument("--spm", "--spm-model", dest="spm", required=True,
+                   help="the corpus's sentencepiece model (OUT/spm.model)")
     p.add_argument("--lang", required=True, help="language of RAW, for the punctuation normaliser")
     p.add_argument("--max-lines", type=int, default=0, help="only the first N lines (default 0: all)")
     a = p.parse_args(argv)

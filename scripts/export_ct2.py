@@ -114,7 +114,7 @@ def main(argv):
     p.add_argument("--checkpoint", required=True, help="the fairseq checkpoint to export")
     p.add_argument("--data", help="data/prepare.py's or scripts/prepare_corpus.py's output: DATA/bin, DATA/spm.model")
     p.add_argument("--data-bin", help="the dictionaries' directory (default DATA/bin)")
-    p.add_argument("--spm", help="the sentencepiece model (default DATA/spm.model)")
+    p.add_argument("--spm", "--spm-model", dest="spm", help="the sentencepiece model (default DATA/spm.model)")
     p.add_argument("--out", required=True, help="output directory (new, or an earlier export)")
     p.add_argument("--quantization", default="int8", choices=QUANTIZATIONS, help="weight type (default int8)")
     p.add_argument("--source-lang", default="de", help="source language (default de)")

@@ -104,7 +104,8 @@ def main(argv):
     p.add_argument("--noise", default=None,
                    help="KIND:RATE noise on the train source (data/noise.py), e.g. dropout:0.1")
     p.add_argument("--seed", type=int, default=1, help="seed of the noise (default 1)")
-    p.add_argument("--spm-model", default=None, help="reuse this sentencepiece model (no training)")
+    p.add_argument("--spm-model", "--spm", dest="spm_model", default=None,
+                   help="reuse this sentencepiece model (no training)")
     p.add_argument("--srcdict", default=None, help="reuse this joined fairseq dictionary (dict.SRC.txt)")
     a = p.parse_args(argv)
     src, tgt = a.source_lang, a.target_lang

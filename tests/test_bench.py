@@ -339,3 +339,18 @@ def test_baseline_per_size_end_to_end(data_bin, teacher_checkpoint, tmp_path):
     md = (out / "bench.md").read_text(encoding="utf-8")
     assert "| baseline/b | " in md and md.count("| baseline | baseline |") == 2
     assert "(or its counterpart of the same size)" in md
+
+
+def test_deploy_is_its_own_command_and_old_spellings_are_aliases(capsys):
+    from kd_nmt.bench.cli import build_parser
+    from kd_nmt.cli import COMMANDS, main
+
+    assert COMMANDS["deploy"] == "kd_nmt.bench.cli:deploy_main"
+    assert main(["deploy", "--help"]) == 0 and "kd-nmt bench --deploy" in capsys.readouterr().out
+    args = build_parser().parse_args(["--checkpoint", "a.pt", "--spm-model", "m.model", "--no-progress-bar"])
+    assert args.spm == "m.model" and args.no_progress
+    from kd_nmt.cache.cli import build_parser as cache_parser
+
+    cache_args = cache_parser().parse_args(["--teacher", "t", "--data-bin", "d", "--out", "o", "--topk", "8",
+                                            "--no-progress"])
+    assert cache_args.no_progress_bar

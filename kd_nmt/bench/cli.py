@@ -108,7 +108,7 @@ def build_parser():
                     help="raw (detokenized) reference file, one line per line of the split; "
                     "default: the data-bin's target side, detokenized like the hypotheses")
     detok = io.add_mutually_exclusive_group()
-    detok.add_argument("--spm", default=None, metavar="MODEL",
+    detok.add_argument("--spm", "--spm-model", dest="spm", default=None, metavar="MODEL",
                        help="sentencepiece model: detokenize with its decode_pieces (with --input "
                        "also encode; default there: DATA_BIN/spm.model or DATA_BIN/../spm.model)")
     detok.add_argument("--remove-bpe", default="sentencepiece", choices=REMOVE_BPE,
@@ -170,7 +170,8 @@ def build_parser():
                      help="engines to measure (default: ctranslate2-int8 fairseq-float32)")
     dep.add_argument("--latency-lines", type=int, default=100, metavar="N",
                      help="lines translated one by one for the latency (default: the first 100)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", "--no-progress-bar", dest="no_progress", action="store_true",
+                        help="no progress bars (--no-progress-bar: an alias)")
     return parser
 
 
@@ -644,3 +645,14 @@ def main(argv=None):
     print(f"\nwrote {os.path.join(args.out, 'bench.csv')}, bench.md, bench.json"
           + (", bench_buckets.csv" if bounds else "") + f" and {len(rows)} .hyp files")
     return 0
+
+
+def deploy_main(argv=None):
+    """``kd-nmt deploy``: the deployment table (``kd-nmt bench --deploy``) as its own command."""
+    argv = sys.argv[2:] if argv is None else list(argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print("kd-nmt deploy = kd-nmt bench --deploy: per checkpoint and engine (CTranslate2 int8, fairseq\n"
+              "float32), BLEU/chrF, throughput, latency at batch 1, peak RSS and model size on raw text\n"
+              "(OUT/deploy.md, .json, .csv). Options: those of `kd-nmt bench --help`.")
+        return 0
+    return main(["--deploy", *[a for a in argv if a != "--deploy"]])

@@ -98,7 +98,9 @@ def build_parser():
     p.add_argument("--bf16", action="store_true",
                    help="teacher forward under CPU bfloat16 autocast (with --cpu or no GPU; float32 "
                    "weights, log-probs computed in float32 from its logits)")
-    p.add_argument("--no-progress-bar", action="store_true", help="no tqdm progress bar")
+    # --no-progress like every kd-nmt command; --no-progress-bar (fairseq's spelling) kept as an alias
+    p.add_argument("--no-progress", "--no-progress-bar", dest="no_progress_bar", action="store_true",
+                   help="no tqdm progress bar")
     return p
 
 

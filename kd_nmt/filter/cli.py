@@ -99,7 +99,8 @@ def build_parser():
                    help="fairseq-preprocess the kept pair with --data-bin's dictionaries into DIR, "
                         "plus --data-bin's other splits")
     g.add_argument("--binarize-workers", type=int, default=1, metavar="N")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--no-progress", "--no-progress-bar", dest="no_progress", action="store_true",
+                   help="no progress bar (--no-progress-bar: an alias)")
     return p
 
 

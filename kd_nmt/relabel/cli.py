@@ -107,7 +107,8 @@ def build_parser():
     g.add_argument("--shard-id", metavar="I", type=int, default=0, help="which shard this run does (0..N-1)")
     g.add_argument("--restart", action="store_true", help="discard an existing OUT.chunks/ work dir")
     g.add_argument("--keep-chunks", action="store_true", help="keep OUT.chunks/ after success")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--no-progress", "--no-progress-bar", dest="no_progress", action="store_true",
+                   help="no progress bar (--no-progress-bar: an alias)")
 
     g = p.add_argument_group("n-best and Seq-Inter")
     g.add_argument("--nbest", type=int, default=1, metavar="K", help="hypotheses kept per line")
