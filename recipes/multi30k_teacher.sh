@@ -10,7 +10,7 @@
 #   3. TEACHER_ARCH (transformer_kd_small, 3+3 x 256), dropout DROPOUT (0.3: 29,000 pairs
 #      overfit a 7.6M model at 0.1 — fairseq's IWSLT recipe uses 0.3 for 160k), label smoothing 0.1,
 #      lr 1e-3 with WARMUP (500) warm-up updates then 1/sqrt decay, 4,096 tokens a batch (~105
-#      updates an epoch), TEACHER_UPDATES (4000), a checkpoint every 250 updates -> WORK/teacher
+#      updates an epoch), TEACHER_UPDATES (3000: this machine's run, docs/multi30k.md; more continues it), a checkpoint every 250 updates -> WORK/teacher
 #   4. the learning curve (CTranslate2 int8, beam 5) on valid and test_2016_flickr -> RESULTS/curve.*
 #
 # Knobs: TEACHER_ARCH, TEACHER_UPDATES, VOCAB (8000), DROPOUT, WORK (work/multi30k),
@@ -21,7 +21,7 @@ RECIPE=multi30k_teacher
 # shellcheck source=recipes/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO" || exit 1
-: "${TEACHER_ARCH:=transformer_kd_small}" "${TEACHER_UPDATES:=4000}" "${VOCAB:=8000}" "${DROPOUT:=0.3}"
+: "${TEACHER_ARCH:=transformer_kd_small}" "${TEACHER_UPDATES:=3000}" "${VOCAB:=8000}" "${DROPOUT:=0.3}"
 : "${WORK:=work/multi30k}" "${RESULTS:=results/multi30k}"
 START=$SECONDS
 
