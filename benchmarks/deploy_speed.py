@@ -1,7 +1,7 @@
 """Serving speed of a student vs its teacher, CTranslate2 int8 and fairseq, one thread.
 
     python benchmarks/deploy_speed.py --teacher models/teacher-deen/model.pt \\
-        --student work/quickstart/students/tiny/word_kd/checkpoint_best.pt \\
+        --student work/quickstart/students/small_d2/word_kd/checkpoint_best.pt \\
         --data work/quickstart/data --split test_tech
 
 One ``kd-nmt bench --deploy`` run (this repository's kd_nmt) over both models and both engines

@@ -13,7 +13,7 @@ model; otherwise one line names the mismatch and the exit status is 2. A rerun w
 inputs only rewrites the manifest. OUT must be new or an earlier export.
 
 example:
-  python scripts/export_ct2.py --checkpoint work/quickstart/students/tiny/word_kd/checkpoint_best.pt \\
+  python scripts/export_ct2.py --checkpoint work/quickstart/students/small_d2/word_kd/checkpoint_best.pt \\
       --data work/quickstart/data --out models/student-ct2 --quantization int8
 
   # then, without fairseq or torch (the text normalised as data/prepare.py did it):
