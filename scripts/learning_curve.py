@@ -14,12 +14,17 @@ resumes. ``OUT.png`` plots BLEU and chrF against updates, one line per split.
 int8 CTranslate2 decoding scores within a few tenths of a BLEU point of fairseq's float32
 beam search (``kd-nmt bench`` gives the latter); the curve's purpose is its shape.
 """
-import argparse
 import csv
 import glob
 import os
 import re
 import sys
+
+import tool_common  # noqa: F401  (puts the repository on sys.path)
+from tool_common import run_tool
+
+from kd_nmt.common.args import ArgumentParser
+from kd_nmt.errors import KDNMTError
 
 HEADER = ["updates", "split", "bleu", "chrf", "checkpoint"]
 
@@ -103,7 +108,7 @@ def plot(rows, png, title):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="learning_curve", description=__doc__)
     p.add_argument("--data", required=True, help="data/prepare.py's output dir (bin/, tok/, raw/, spm.model)")
     p.add_argument("--run", required=True, help="the --save-dir of the training run")
     p.add_argument("--splits", nargs="+", default=["test_tech", "test_ding"])
@@ -117,7 +122,7 @@ def main(argv=None):
     os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # ct2's converter loads with torch.load
     ckpts = interval_checkpoints(a.run)
     if not ckpts:
-        sys.exit(f"learning_curve: error: no checkpoint_E_U.pt in {a.run} (train with --save-interval-updates)")
+        raise KDNMTError(f"no checkpoint_E_U.pt in {a.run} (train with --save-interval-updates)")
     ckpts = [c for i, c in enumerate(ckpts) if i % a.every == a.every - 1 or i == len(ckpts) - 1]
     tsv = a.out + ".tsv"
     os.makedirs(os.path.dirname(os.path.abspath(tsv)), exist_ok=True)
@@ -136,4 +141,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_tool("learning_curve", main))
