@@ -143,9 +143,15 @@ def test_deploy_table(capsys, checkpoint, data_dir, tmp_path):
     assert [(r["name"], r["engine"]) for r in rows] == [
         ("teacher", "ctranslate2-int8"), ("teacher", "fairseq-float32"),
         ("student", "ctranslate2-int8"), ("student", "fairseq-float32")]
+    from sacrebleu.metrics import BLEU, CHRF
+
+    references = [line.strip() for line in REFERENCE.read_text(encoding="utf-8").splitlines()]
     for r in rows:
-        assert 0 <= float(r["bleu"]) <= 100 and 0 < float(r["chrf"]) <= 100
-        assert float(r["sents_per_s"]) > 0 and float(r["words_per_s"]) > 0
+        # the table's scores are sacreBLEU's of the row's own hypotheses (not just "in range")
+        assert float(r["bleu"]) == pytest.approx(BLEU().corpus_score(hyps(out, r), [references]).score, abs=1e-6)
+        assert float(r["chrf"]) == pytest.approx(CHRF().corpus_score(hyps(out, r), [references]).score, abs=1e-6)
+        # sentences/s: the sentences over the engine's timed seconds
+        assert float(r["sents_per_s"]) == pytest.approx(N_TEST / float(r["decode_seconds"]), rel=1e-2)
         assert 0 < float(r["latency_p50_ms"]) <= float(r["latency_p90_ms"])
         assert int(r["latency_lines"]) == 8 and int(r["n_sentences"]) == N_TEST
         assert r["batch_sentences"] == "32" and r["threads"] == "1"
