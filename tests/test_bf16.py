@@ -97,14 +97,21 @@ def test_bf16_training_on_cpu_saves_a_float32_checkpoint_stock_fairseq_loads(dat
 
 @pytest.mark.slow
 def test_bf16_word_kd_student_trains(data_bin, teacher_checkpoint, tmp_path):
-    proc = run([
-        tool("fairseq-train"), "--user-dir", PLUGIN, data_bin, *TINY_ARCH, *TRAIN_COMMON, "--bf16",
-        "--task", "kd_translation", "--teacher-path", teacher_checkpoint, "--criterion", "word_kd",
-        "--label-smoothing", "0.1", "--max-update", "5", "--save-dir", tmp_path / "student",
-    ])
-    log = proc.stdout + proc.stderr
-    kd = train_losses(log, key="kd_loss")
-    assert len(kd) == 5 and all(math.isfinite(x) and x >= 0 for x in kd)
+    def train(save, *precision):
+        proc = run([
+            tool("fairseq-train"), "--user-dir", PLUGIN, data_bin, *TINY_ARCH, *TRAIN_COMMON, *precision,
+            "--task", "kd_translation", "--teacher-path", teacher_checkpoint, "--criterion", "word_kd",
+            "--label-smoothing", "0.1", "--max-update", "5", "--save-dir", tmp_path / save,
+        ])
+        return proc.stdout + proc.stderr
+
+    log = train("bf16", "--bf16")
+    # bf16 was really on: the plugin took the flag over, and the losses differ from float32's
+    # by bf16 rounding only
+    assert "bf16 on the CPU: autocast forward" in log
+    kd, kd32 = train_losses(log, key="kd_loss"), train_losses(train("fp32"), key="kd_loss")
+    assert len(kd) == len(kd32) == 5 and all(math.isfinite(x) and x >= 0 for x in kd)
+    assert kd != kd32 and kd == pytest.approx(kd32, rel=5e-2)
 
 
 def test_bf16_region_uses_the_math_attention_kernel_and_restores_the_flags():
