@@ -22,13 +22,18 @@ decoding speed on CPU.
 import torch
 
 
+def tensor_key(tensor):
+    """What makes two state-dict entries one tensor (tied embeddings: one matrix, several names)."""
+    return tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape)
+
+
 def prunable(weights):
     """Names of the 2-D ``*.weight`` tensors of a state dict, one per distinct tensor."""
     seen, names = set(), []
     for name, tensor in weights.items():
         if not (name.endswith(".weight") and tensor.dim() == 2):
             continue
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        key = tensor_key(tensor)
         if key not in seen:
             seen.add(key)
             names.append(name)
@@ -68,7 +73,7 @@ def sparse_bytes(weights):
     names = set(prunable(weights))
     seen, dense, sparse = set(), 0, 0
     for name, tensor in weights.items():
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        key = tensor_key(tensor)
         if key in seen:
             continue
         seen.add(key)

@@ -29,7 +29,7 @@ from kd_nmt.errors import KDNMTError
 def prune(checkpoint, keeps, out):
     import torch
 
-    from kd_nmt.pruning import apply_masks, magnitude_masks, prunable, sparse_bytes
+    from kd_nmt.pruning import apply_masks, magnitude_masks, prunable, sparse_bytes, tensor_key
 
     if not os.path.isfile(checkpoint):
         raise KDNMTError(f"checkpoint not found: {checkpoint!r}")
@@ -45,8 +45,7 @@ def prune(checkpoint, keeps, out):
     for keep in keeps:
         clones, pruned = {}, {}
         for k, v in weights.items():  # one clone per tensor: tied embeddings stay one matrix
-            key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
-            pruned[k] = clones.setdefault(key, v.clone())
+            pruned[k] = clones.setdefault(tensor_key(v), v.clone())
         apply_masks(pruned, magnitude_masks(weights, keep))
         shipped = {k: v for k, v in state.items() if k != "last_optimizer_state"}
         shipped["model"] = pruned
