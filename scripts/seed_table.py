@@ -137,6 +137,18 @@ def table(rows, baseline, work=None):
 METRICS = (("bleu", "BLEU"), ("chrf", "chrF"))
 
 
+def metric_cells(summaries, adjusted, i, calls=None):
+    """Row ``i``'s cells per metric: the interval, the Holm-adjusted p and the call (renamed by
+    ``calls``, e.g. "gain" -> "beam helps")."""
+    cells = []
+    for metric, _ in METRICS:
+        p = adjusted[metric][i]
+        call = seed_stats.call(summaries[metric], p)
+        cells += [seed_stats.format_interval(summaries[metric]), "–" if p is None else f"{p:.3f}",
+                  (calls or {}).get(call, call)]
+    return cells
+
+
 def seed_level_table(rows, baseline):
     """Each method against the same size's ``baseline`` with the training seed as the unit
     (kd_nmt.common.seed_stats): per decoding, the mean per-seed difference with its 95 % t
@@ -160,11 +172,7 @@ def seed_level_table(rows, baseline):
     head += " | ".join(f"Δ {name} [95 % CI] | Holm p | {name} call" for _, name in METRICS) + " |"
     lines = [head, "|" + "---|" * (2 + sized) + "---:|" + "---:|---:|---|" * len(METRICS)]
     for i, (size, method, d, summaries) in enumerate(cells):
-        parts = []
-        for metric, _ in METRICS:
-            p = adjusted[metric][i]
-            parts += [seed_stats.format_interval(summaries[metric]), "–" if p is None else f"{p:.3f}",
-                      seed_stats.call(summaries[metric], p)]
+        parts = metric_cells(summaries, adjusted, i)
         first = f"| {size} | {method} | " if sized else f"| {method} | "
         lines.append(f"{first}{d} | {summaries['bleu']['n']} | " + " | ".join(parts) + " |")
     lines += ["", f"Seed-level: per seed, the method's score minus the same seed's {baseline} student's "
@@ -196,11 +204,7 @@ def beam_gain_table(rows):
     head += " | ".join(f"{name} {beam} − greedy [95 % CI] | Holm p | call" for _, name in METRICS) + " |"
     lines = [head, "|" + "---|" * (1 + sized) + "---:|" + "---:|---:|---|" * len(METRICS)]
     for i, (size, method, summaries) in enumerate(cells):
-        parts = []
-        for metric, _ in METRICS:
-            p = adjusted[metric][i]
-            call = seed_stats.call(summaries[metric], p).replace("gain", "beam helps").replace("loss", "beam hurts")
-            parts += [seed_stats.format_interval(summaries[metric]), "–" if p is None else f"{p:.3f}", call]
+        parts = metric_cells(summaries, adjusted, i, calls={"gain": "beam helps", "loss": "beam hurts"})
         first = f"| {size} | {method} | " if sized else f"| {method} | "
         lines.append(f"{first}{summaries['bleu']['n']} | " + " | ".join(parts) + " |")
     lines += ["", f"Per seed, the student's {beam} score minus its greedy score; mean with a 95 % t interval "
