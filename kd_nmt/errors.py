@@ -2,6 +2,9 @@
 
 The CLI prints its message alone, without a traceback: it names the problem and what to do.
 """
+import errno
+import os
+import sys
 
 
 class KDNMTError(Exception):
@@ -25,9 +28,6 @@ _OS_ADVICE = {
 
 def describe_os_error(exc):
     """``"<path>: <what> (<what to do>)"`` for an OSError — the one line a command prints."""
-    import errno
-    import os
-
     name = errno.errorcode.get(exc.errno, "")
     what = exc.strerror or os.strerror(exc.errno or 0) or str(exc)
     path = exc.filename if exc.filename is not None else "(no file)"
@@ -39,8 +39,6 @@ def report_errors(prog, func, *args):
     """``func(*args)``'s exit status (0 for None), with the one-line contract of every kd-nmt
     command and script: a KDNMTError or an OSError is ``PROG: error: ...`` and status 2, Ctrl-C
     one line and status 130; anything else is a bug and keeps its traceback."""
-    import sys
-
     try:
         return func(*args) or 0
     except KDNMTError as exc:
