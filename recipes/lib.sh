@@ -53,6 +53,14 @@ corpus() {
     fi
 }
 
+# done_training SAVE_DIR UPDATES: true when SAVE_DIR/DONE records UPDATES or more (or no count)
+done_training() {
+    [ -e "$1/DONE" ] || return 1
+    local reached
+    reached=$(sed -n 's/^updates //p' "$1/DONE")
+    [ -z "$reached" ] || [ "$2" -le "$reached" ]
+}
+
 # train SAVE_DIR DATA_BIN ARCH UPDATES [fairseq-train options...]: one model, label-smoothed,
 # Adam + inverse-sqrt; logs to SAVE_DIR/train.log, wall time and updates to SAVE_DIR/DONE
 # (a larger UPDATES later continues the run)
@@ -61,9 +69,9 @@ train() {
     shift 4
     if [ -e "$save/DONE" ]; then
         # DONE records the update count it reached: asking for more continues from checkpoint_last.pt
+        if done_training "$save" "$updates"; then log "skip $save (done)"; return; fi
         local reached
         reached=$(sed -n 's/^updates //p' "$save/DONE")
-        if [ -z "$reached" ] || [ "$updates" -le "$reached" ]; then log "skip $save (done)"; return; fi
         log "continue $save from $reached to $updates updates"
         earlier=$(sed -n 's/^wall_seconds //p' "$save/DONE")
         rm "$save/DONE"
@@ -111,32 +119,57 @@ corpus_and_teacher() {
     export TEACHER
 }
 
+# kd_teacher TEACHER BIN: the options of word-level KD from a teacher cache over BIN's train split
+# (with CACHE_TOPK=k > 0; the default 0 keeps the live TEACHER): a cache of CACHE_MODE (topk-tail: the k ids plus the
+# rest mass, the gradient closest to the live teacher's in docs/cost.md) built once into
+# BIN-cache-MODEk (kd-nmt cache-teacher resumes and skips finished chunks). A live 7.6M teacher
+# runs a forward per batch: a 0.7M student trains ~3x slower with it than with a cache.
+kd_teacher() {
+    local teacher=$1 bin=${2%/} k=$CACHE_TOPK mode=${CACHE_MODE:-topk-tail}
+    local cache=$bin-cache-$mode$k
+    log "teacher cache $cache (kd-nmt cache-teacher; finished chunks are skipped)"
+    kd-nmt cache-teacher --teacher "$teacher" --data-bin "$bin" --split train --topk "$k" --mode "$mode" \
+        --out "$cache" --no-progress >&2 || return 1
+    echo "--teacher-cache $cache"
+}
+
 # student METHOD SAVE_DIR DATA_DIR ARCH UPDATES TEACHER SEQKD_BIN [more options]: one KD method
 student() {
     local method=$1 save=$2 data=$3 arch=$4 updates=$5 teacher=$6 seqkd=$7
     shift 7
     local ce=(--task translation --criterion label_smoothed_cross_entropy)
-    local kd=(--task kd_translation --teacher-path "$teacher" --criterion word_kd
-              --kd-alpha 0.5 --kd-divergence "$DIVERGENCE")
+    local kd=(--task kd_translation --criterion word_kd --kd-alpha 0.5 --kd-divergence "$DIVERGENCE")
+    # the word-level methods' teacher on the data they train on: live, or a cache (kd_teacher)
+    local teach=(--teacher-path "$teacher") on=
+    case $method in
+        word_kd | todi | selective_kd | hybrid_kd) on=$data/bin ;;
+        word_seq) on=$seqkd ;;
+        word_seq+*) on=$(variant_bin "$seqkd" "$method") ;;
+    esac
+    if [ -n "$on" ] && [ "${CACHE_TOPK:-0}" != 0 ] && ! done_training "$save" "$updates"; then
+        local opts
+        opts=$(kd_teacher "$teacher" "$on") || return 1
+        read -ra teach <<<"$opts"
+    fi
     case $method in
         baseline)  train "$save" "$data/bin" "$arch" "$updates" "${ce[@]}" "$@" ;;
-        word_kd)   train "$save" "$data/bin" "$arch" "$updates" "${kd[@]}" "$@" ;;
-        todi)      train "$save" "$data/bin" "$arch" "$updates" "${kd[@]}" --kd-divergence todi "$@" ;;
+        word_kd)   train "$save" "$data/bin" "$arch" "$updates" "${kd[@]}" "${teach[@]}" "$@" ;;
+        todi)      train "$save" "$data/bin" "$arch" "$updates" "${kd[@]}" "${teach[@]}" --kd-divergence todi "$@" ;;
         # selective KD (Wang et al. 2021): the KD term on the half of the tokens hardest for the
         # student, against a global queue (the paper's best variant); SELECT_RATE (0.5)
-        selective_kd) train "$save" "$data/bin" "$arch" "$updates" "${kd[@]}" --kd-select global \
+        selective_kd) train "$save" "$data/bin" "$arch" "$updates" "${kd[@]}" "${teach[@]}" --kd-select global \
                        --kd-select-rate "${SELECT_RATE:-0.5}" "$@" ;;
         # on-policy KD (GKD / ImitKD): the KD term of ON_POLICY (0.5) of the sentences on the
         # student's own greedy output, scored by the live teacher
-        on_policy_kd) train "$save" "$data/bin" "$arch" "$updates" "${kd[@]}" \
+        on_policy_kd) train "$save" "$data/bin" "$arch" "$updates" "${kd[@]}" --teacher-path "$teacher" \
                        --kd-on-policy "${ON_POLICY:-0.5}" --kd-student-sampling greedy "$@" ;;
         seq_kd)    train "$save" "$seqkd" "$arch" "$updates" "${ce[@]}" "$@" ;;
         seq_kd+*)  train "$save" "$(variant_bin "$seqkd" "$method")" "$arch" "$updates" "${ce[@]}" "$@" ;;
-        word_seq+*) train "$save" "$(variant_bin "$seqkd" "$method")" "$arch" "$updates" "${kd[@]}" "$@" ;;
+        word_seq+*) train "$save" "$(variant_bin "$seqkd" "$method")" "$arch" "$updates" "${kd[@]}" "${teach[@]}" "$@" ;;
         seq_inter) train "$save" "${seqkd%-bin}-inter-bin" "$arch" "$updates" "${ce[@]}" "$@" ;;
-        word_seq)  train "$save" "$seqkd" "$arch" "$updates" "${kd[@]}" "$@" ;;
+        word_seq)  train "$save" "$seqkd" "$arch" "$updates" "${kd[@]}" "${teach[@]}" "$@" ;;
         hybrid_kd) train "$save" "$data/bin" "$arch" "$updates" --task kd_translation \
-                       --teacher-path "$teacher" --sentence-kd-data "$seqkd" --criterion hybrid_kd \
+                       "${teach[@]}" --sentence-kd-data "$seqkd" --criterion hybrid_kd \
                        --kd-alpha 0.5 --kd-divergence "$DIVERGENCE" "$@" ;;
         # the same with our remedy for a drifting gate: the gate's gradient sees each loss over
         # its running mean (docs/hybrid.md)
@@ -174,15 +207,14 @@ relabel() {
 bench() {
     local out=$1 data=$2 split=$3 names=$4 greedy=()
     shift 4
-    if [ -e "$out/bench.md" ]; then log "skip $out (done)"; return; fi
     [ "${BENCH_GREEDY:-1}" != 0 ] || greedy=(--no-greedy)
-    log "bench $split -> $out"
+    log "bench $split -> $out (kd-nmt bench --skip-done: skipped when done by this same command)"
     # shellcheck disable=SC2086
     kd-nmt bench --checkpoint "$@" --data-bin "$data/bin" --split "$split" \
         --spm "$data/spm.model" --reference "${REFERENCES:-$data/raw}/$split.en" --beam "$BEAM" \
         --max-len-a 1.2 --max-len-b 10 \
         --threads "$THREADS" --names $names ${BASELINE:+--baseline "$BASELINE"} \
-        ${BASELINE_PER:+--baseline-per "$BASELINE_PER"} --out "$out" "${greedy[@]}"
+        ${BASELINE_PER:+--baseline-per "$BASELINE_PER"} --out "$out" --skip-done "${greedy[@]}"
 }
 
 # deploy OUT DATA_DIR SPLIT NAMES CHECKPOINTS...: the deployment table (kd-nmt bench --deploy:

@@ -13,14 +13,15 @@ from helpers import BIN, REPO
 pytestmark = pytest.mark.slow  # each case sources lib.sh, which imports torch once (~3 s)
 
 
-def student_args(method, *extra):
+def student_args(method, *extra, env=None, prelude=""):
     script = f"""
         source recipes/lib.sh
         train() {{ printf '%s\\n' "$@"; }}
+        {prelude}
         student {method} SAVE DATA transformer_kd_small_d2 60 TEACHER.pt SEQKD-bin {' '.join(extra)}
     """
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PRECISION": "fp32",
-           "SELECT_RATE": "0.25"}
+           "SELECT_RATE": "0.25", **(env or {})}
     proc = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.split("\n")[:-1]
@@ -55,6 +56,46 @@ def test_sequence_level_methods_train_with_ce_on_their_data(method, data):
     assert args[1] == data
     assert option(args, "--criterion") == "label_smoothed_cross_entropy"
     assert "--teacher-path" not in args
+
+
+# kd-nmt replaced by a function that records its cache-teacher call in CALLS (in the test's cwd)
+RECORD_KD_NMT = 'kd-nmt() { printf "%s " "$@" >>"$CALLS"; echo >>"$CALLS"; }'
+
+
+@pytest.mark.parametrize("method,on", [("word_kd", "DATA/bin"), ("word_seq", "SEQKD-bin"),
+                                       ("hybrid_kd", "DATA/bin"), ("word_seq+nbest4", "SEQKD+nbest4-bin")])
+def test_cache_topk_trains_word_level_kd_from_a_cache_of_its_own_data(tmp_path, method, on):
+    calls = tmp_path / "calls"
+    args = student_args(method, env={"CACHE_TOPK": "8", "CALLS": str(calls)}, prelude=RECORD_KD_NMT)
+    assert option(args, "--teacher-cache") == f"{on}-cache-topk-tail8" and "--teacher-path" not in args
+    assert args[1] == on  # the cache is of the data the student trains on
+    call = calls.read_text().split()
+    assert call[0] == "cache-teacher" and option(call, "--teacher") == "TEACHER.pt"
+    assert option(call, "--data-bin") == on and option(call, "--topk") == "8"
+    assert option(call, "--mode") == "topk-tail" and option(call, "--out") == f"{on}-cache-topk-tail8"
+
+
+def test_without_cache_topk_word_level_kd_keeps_the_live_teacher(tmp_path):
+    args = student_args("word_kd", env={"CALLS": str(tmp_path / "calls")}, prelude=RECORD_KD_NMT)
+    assert option(args, "--teacher-path") == "TEACHER.pt" and "--teacher-cache" not in args
+    assert not (tmp_path / "calls").exists()
+
+
+def test_a_finished_student_builds_no_cache(tmp_path):
+    calls = tmp_path / "calls"
+    save = tmp_path / "save"
+    save.mkdir()
+    (save / "DONE").write_text("wall_seconds 5\nupdates 60\n")
+    script = f"""
+        source recipes/lib.sh
+        {RECORD_KD_NMT}
+        student word_kd {save} DATA transformer_kd_micro 60 TEACHER.pt SEQKD-bin
+    """
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PRECISION": "fp32",
+           "CACHE_TOPK": "8", "CALLS": str(calls)}
+    proc = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "skip" in proc.stderr and not calls.exists()
 
 
 def test_hybrid_kd_norm_is_hybrid_kd_with_a_normalised_gate():

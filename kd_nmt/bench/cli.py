@@ -18,6 +18,7 @@ import re
 import sys
 import time
 
+from kd_nmt.bench import done
 from kd_nmt.common.args import ArgumentParser, check_minimums
 from kd_nmt.common.atomic import atomic_write, publish_group
 from kd_nmt.common.detokenize import REMOVE_BPE
@@ -104,6 +105,9 @@ def build_parser():
     io.add_argument("--source-lang", default=None, help="source language (default: from the file names)")
     io.add_argument("--target-lang", default=None, help="target language (default: from the file names)")
     io.add_argument("--out", default="bench-results", metavar="DIR", help="output directory (default: ./bench-results)")
+    io.add_argument("--skip-done", action="store_true",
+                    help="do nothing when OUT already holds the bench of this same command and no checkpoint "
+                    "changed since (what a resumable recipe wants); otherwise bench and replace it")
     io.add_argument("--reference", default=None, metavar="FILE",
                     help="raw (detokenized) reference file, one line per line of the split; "
                     "default: the data-bin's target side, detokenized like the hypotheses")
@@ -510,6 +514,12 @@ def _engine(args, path, model, test, beam, decode_name=""):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    command = done.recorded_command(sys.argv[2:] if argv is None else argv)
+    if args.skip_done and not args.deploy:
+        why = done.finished(args.out, command, args.checkpoint)
+        if why:
+            print(f"kd-nmt bench: skip {args.out} (done: {why})", file=sys.stderr)
+            return 0
     quiet_logging()
     validate_args(args)
     systems = system_names(args.checkpoint, args.names, args.tag)
@@ -625,7 +635,7 @@ def main(argv=None):
     }
     extra = tag_columns(systems)
     table, notes = markdown_table(rows, meta)
-    report = dict(meta, command=["kd-nmt", "bench", *(sys.argv[2:] if argv is None else argv)],
+    report = dict(meta, command=command,
                   seconds=round(time.time() - started, 2),
                   systems=[{k: v for k, v in r.items() if k not in extra} for r in rows],
                   bucket_scores=bucket_rows)
