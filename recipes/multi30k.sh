@@ -17,7 +17,10 @@
 #      to the reference, sentence BLEU), CTranslate2 int8
 #   4. per seed in SEEDS and size in SIZES, the students METHODS (baseline, word_kd, seq_kd,
 #      seq_inter, word_seq, hybrid_kd), STUDENT_UPDATES each (a checkpoint every 500 for the
-#      baseline's learning curve), dropout STUDENT_DROPOUT -> WORK/students/seedS/<size>/<method>
+#      baseline's learning curve), dropout STUDENT_DROPOUT -> WORK/students/seedS/<size>/<method>;
+#      the word-level methods learn from a teacher cache (CACHE_TOPK 32 ids + the rest mass, built
+#      once per data-bin: with the live teacher a 0.7M student trains ~3x slower; CACHE_TOPK=0
+#      for the live teacher)
 #   5. per test split in TEST_SPLITS, each seed's bench (greedy and beam 5) -> RESULTS/kim_rush/SPLIT/
 #      seedS/, and the table over seeds with seed-level intervals (scripts/seed_table.py) ->
 #      RESULTS/kim_rush/SPLIT/summary.md
@@ -26,7 +29,7 @@
 #      -> RESULTS/deploy_beam5/, RESULTS/deploy_greedy/
 #
 # Knobs: SEEDS (1 2 3), SIZES (transformer_kd_tiny transformer_kd_micro), METHODS, STUDENT_UPDATES
-# (3000), STUDENT_DROPOUT (0.1), AVERAGE (1), SHIP (models/teacher-multi30k), TEST_SPLITS
+# (3000), STUDENT_DROPOUT (0.1), CACHE_TOPK (32), CACHE_MODE (topk-tail), AVERAGE (1), SHIP (models/teacher-multi30k), TEST_SPLITS
 # (test_2016_flickr test_2017_flickr test_2017_mscoco), DEPLOY_LINES (1000), DEPLOY_METHOD (word_seq), WORK (work/multi30k),
 # RESULTS (results/multi30k), the teacher's (TEACHER_ARCH, TEACHER_UPDATES, VOCAB, DROPOUT) and
 # recipes/lib.sh's (SEED is the data's seed, SEEDS the students').
@@ -37,10 +40,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO" || exit 1
 : "${SEEDS:=1 2 3}" "${SIZES:=transformer_kd_tiny transformer_kd_micro}" "${STUDENT_UPDATES:=3000}"
 : "${METHODS:=baseline word_kd seq_kd seq_inter word_seq hybrid_kd}" "${STUDENT_DROPOUT:=0.1}"
-: "${AVERAGE:=1}" "${SHIP:=models/teacher-multi30k}" "${DEPLOY_LINES:=1000}" "${DEPLOY_METHOD:=word_seq}"
+: "${CACHE_TOPK:=32}" "${AVERAGE:=1}" "${SHIP:=models/teacher-multi30k}" "${DEPLOY_LINES:=1000}" "${DEPLOY_METHOD:=word_seq}"
 : "${TEST_SPLITS:=test_2016_flickr test_2017_flickr test_2017_mscoco}"
 : "${WORK:=work/multi30k}" "${RESULTS:=results/multi30k}"
-export WORK RESULTS
+export WORK RESULTS CACHE_TOPK
 REFERENCES=data/corpus/multi30k  # lib.sh's bench scores against the references as published
 START=$SECONDS
 
