@@ -43,6 +43,10 @@ METHODS = ("word_kd", "seq_kd", "word_seq", "hybrid_kd")
 FEATURES = ("param_ratio", "data_complexity", "teacher_entropy", "teacher_gold_bleu", "teacher_beam_gain",
             "student_beam_search")  # = kd_nmt.advise.features.MODEL_FEATURES (checked in main)
 PENALTIES = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+# a method is ranked (recommended, or picked in the test) only where its fit saw this many groups:
+# from one group its "prediction" is that group's gain whatever the features (word_seq's, with
+# the 3+2 held out, was the 3+1's +2.53 and it was picked)
+MIN_GROUPS = 3
 Z = 1.96  # a 95 % normal interval
 
 # group -> (data cell of docs/advise/data_features.csv, corpus, student size, bench CSVs); the same
@@ -67,7 +71,8 @@ def build_parser():
     parser = ArgumentParser(prog="fit_advise.py", description=__doc__.split("\n\n")[0], epilog=__doc__)
     parser.add_argument("--features", default="docs/advise/data_features.csv", metavar="CSV")
     parser.add_argument("--sizes", default="docs/advise/student_sizes.csv", metavar="CSV")
-    parser.add_argument("--docs", default="docs/advise", metavar="DIR", help="where outcomes.csv, units.csv, logo.md go")
+    parser.add_argument("--docs", default="docs/advise", metavar="DIR",
+                        help="where outcomes.csv, units.csv, logo.md go")
     parser.add_argument("--model", default="kd_nmt/advise/model.json", metavar="JSON")
     parser.add_argument("--check", action="store_true", help="write nothing; fail if model.json would change")
     return parser
@@ -97,6 +102,8 @@ def outcomes():
         seen, scores = set(), {}
         for pattern in patterns:
             for path in sorted(glob.glob(os.path.join(REPO, pattern))):
+                if path.endswith("_buckets.csv"):  # the per-length-bucket tables beside each bench
+                    continue
                 for r in read_csv(path):
                     key = (r["checkpoint"], r["split"], r["decode"])
                     if r.get("size") != size or key in seen or r["method"] not in ("baseline", *METHODS):
@@ -164,10 +171,15 @@ def ridge(train, method, mean, sd, penalty):
     return float(beta[0]), beta[1:]
 
 
+def groups_of(train, method):
+    return len({u["group"] for u in train if method in u["methods"]})
+
+
 def fit(train, penalty):
     mean, sd = standardization(train)
-    return {"mean": mean, "sd": sd, "penalty": penalty,
-            "methods": {m: c for m in METHODS if (c := ridge(train, m, mean, sd, penalty)) is not None}}
+    methods = {m: c for m in METHODS if (c := ridge(train, m, mean, sd, penalty)) is not None}
+    return {"mean": mean, "sd": sd, "penalty": penalty, "methods": methods,
+            "rankable": {m for m in methods if groups_of(train, m) >= MIN_GROUPS}}
 
 
 def predict(model, unit):
@@ -236,20 +248,20 @@ def logo_test(units_):
         model = fit_with_penalty(train)
         # the best fixed method: the highest mean Δ over the training units that measured it
         averages = {m: statistics.fmean(u["methods"][m]["mean"] for u in train if m in u["methods"])
-                    for m in METHODS if any(m in u["methods"] for u in train)}
+                    for m in METHODS if groups_of(train, m) >= MIN_GROUPS}
         for u in units_:
             if u["group"] != group:
                 continue
             pred = predict(model, u)
-            for m, v in u["methods"].items():
-                errors["model"].append(abs(v["mean"] - pred[m]))
-                errors["average"].append(abs(v["mean"] - averages[m]))
-            available = [m for m in u["methods"] if m in pred]
+            available = [m for m in u["methods"] if m in model["rankable"]]
+            for m in available:
+                errors["model"].append(abs(u["methods"][m]["mean"] - pred[m]))
+                errors["average"].append(abs(u["methods"][m]["mean"] - averages[m]))
             if len(available) < 2:
-                rows.append({"unit": u, "pred": pred, "choice": False})
+                rows.append({"unit": u, "pred": pred, "choice": False, "available": available})
                 continue
             picks = {"model": max(available, key=lambda m: pred[m]),
-                     "fixed": max((m for m in available if m in averages), key=lambda m: averages[m]),
+                     "fixed": max(available, key=lambda m: averages[m]),
                      "rule": rule_of_thumb(u)}
             rows.append({"unit": u, "pred": pred, "choice": True, "penalty": model["penalty"], "picks": picks,
                          "judged": {k: judge(u, p, noise_sd) for k, p in picks.items()}})
@@ -261,7 +273,7 @@ def logo_markdown(rows, errors, noise_sd, always):
              "rule of thumb |", "|---|---|---|---|---|---|---|"]
     mark = {(True, True): "**best**", (False, True): "within noise", (False, False): "miss"}
 
-    def cell(unit, pick, judged):
+    def cell(pick, judged):
         return f"{pick} ({mark[judged]})"
 
     for r in rows:
@@ -270,14 +282,14 @@ def logo_markdown(rows, errors, noise_sd, always):
                         sorted(u["methods"].items(), key=lambda kv: -kv[1]["mean"]))
         best = max(u["methods"], key=lambda m: u["methods"][m]["mean"])
         if not r["choice"]:
-            m = next(iter(u["methods"]))
-            lines.append(f"| {u['group']} | {u['decode']} | {obs} | – | predicted {m} {r['pred'][m]:+.2f} "
-                         "(one method measured: no choice) | – | – |")
+            preds = ", ".join(f"{m} {r['pred'][m]:+.2f}" for m in r["available"]) or "none"
+            lines.append(f"| {u['group']} | {u['decode']} | {obs} | – | predicted {preds} "
+                         "(fewer than two ranked methods measured: no choice) | – | – |")
             continue
         p = r["picks"]
         lines.append(f"| {u['group']} | {u['decode']} | {obs} | {best} | "
-                     f"{cell(u, p['model'], r['judged']['model'])} ({r['pred'][p['model']]:+.2f}) | "
-                     f"{cell(u, p['fixed'], r['judged']['fixed'])} | {cell(u, p['rule'], r['judged']['rule'])} |")
+                     f"{cell(p['model'], r['judged']['model'])} ({r['pred'][p['model']]:+.2f}) | "
+                     f"{cell(p['fixed'], r['judged']['fixed'])} | {cell(p['rule'], r['judged']['rule'])} |")
     scored = [r for r in rows if r["choice"]]
     n = len(scored)
 
@@ -295,7 +307,8 @@ def logo_markdown(rows, errors, noise_sd, always):
     fixed = sorted({r["picks"]["fixed"] for r in scored})
     lines += [
         "",
-        f"Units scored: {n} (group × decoding with at least two methods measured); seed noise: the best "
+        f"Units scored: {n} (group × decoding with at least two ranked methods measured; a method is "
+        f"ranked where the fold's fit saw it in {MIN_GROUPS} groups or more); seed noise: the best "
         f"method's sd over seeds, or where it has one seed the pooled seed sd of all multi-seed cells, "
         f"{noise_sd:.2f} BLEU. Best fixed method per fold: {', '.join(fixed)}. Mean absolute error of the "
         f"predicted Δ over every held-out (unit, method): model {statistics.fmean(errors['model']):.2f} BLEU, "
@@ -327,7 +340,7 @@ def model_json(units_, model):
         trained = [u for u in units_ if m in u["methods"]]
         methods[m] = {"intercept": round(b, 6), "weights": {f: round(float(v), 6) for f, v in zip(FEATURES, w)},
                       "interval_sd": round(math.sqrt(statistics.fmean(e * e for e in r)), 6),
-                      "units": len(trained), "groups": len({u["group"] for u in trained})}
+                      "units": len(trained), "groups": groups_of(units_, m), "ranked": m in model["rankable"]}
     groups = sorted({u["group"] for u in units_})
     return {
         "what": "kd-nmt advise: per method, Δ BLEU over no KD = intercept + Σ weight·(x − mean)/sd; "
@@ -338,7 +351,7 @@ def model_json(units_, model):
         "mean": {f: round(float(v), 6) for f, v in zip(FEATURES, model["mean"])},
         "sd": {f: round(float(v), 6) for f, v in zip(FEATURES, model["sd"])},
         "range": {f: [round(float(lo), 6), round(float(hi), 6)] for f, lo, hi in zip(FEATURES, x.min(0), x.max(0))},
-        "penalty": model["penalty"], "z": Z, "interval_percent": 95,
+        "penalty": model["penalty"], "z": Z, "interval_percent": 95, "min_groups": MIN_GROUPS,
         "methods": methods,
     }
 
@@ -365,11 +378,12 @@ def main(argv):
 
     if tuple(MODEL_FEATURES) != FEATURES:
         raise KDNMTError(f"FEATURES {FEATURES} differ from kd_nmt.advise.features.MODEL_FEATURES {MODEL_FEATURES}")
-    path = functools_join(REPO)
+    path = under_repo
     for p in (args.features, args.sizes):
         if not os.path.isfile(path(p)):
             raise KDNMTError(f"{p} not found: run scripts/measure_advise_cells.py first")
-    cells = {r["data_cell"]: {k: float(v) for k, v in r.items() if k in FEATURES} for r in read_csv(path(args.features))}
+    cells = {r["data_cell"]: {k: float(v) for k, v in r.items() if k in FEATURES}
+             for r in read_csv(path(args.features))}
     sizes = {(r["corpus"], r["size"]): {"params": int(r["params"]), "teacher_params": int(r["teacher_params"])}
              for r in read_csv(path(args.sizes))}
     outcome_rows = outcomes()
@@ -395,8 +409,9 @@ def main(argv):
     return 0
 
 
-def functools_join(root):
-    return lambda p: p if os.path.isabs(p) else os.path.join(root, p)
+def under_repo(path):
+    """A relative path is the repository's, wherever the script is run from."""
+    return path if os.path.isabs(path) else os.path.join(REPO, path)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,9 @@ def test_the_shipped_model_predicts_what_its_json_says():
         assert predictions[method]["high"] - hand == pytest.approx(1.96 * fit["interval_sd"])
         assert predictions[method]["contributions"]["teacher_entropy"] == pytest.approx(0.0)
     best, second, drivers = advise_model.recommend(predictions)
-    assert best == max(predictions, key=lambda m: predictions[m]["delta"])
+    ranked = [m for m, fit in raw["methods"].items() if fit["ranked"]]
+    assert ranked == [m for m, fit in raw["methods"].items() if fit["groups"] >= raw["min_groups"]]
+    assert best == max(ranked, key=lambda m: predictions[m]["delta"])
     gap = predictions[best]["delta"] - predictions[second]["delta"]
     assert sum(drivers.values()) == pytest.approx(gap)  # the shares add up to the margin
 
@@ -87,7 +89,8 @@ def test_advise_end_to_end_on_the_fixture(teacher_checkpoint, data_bin, tmp_path
                  "transformer_kd_mini", "transformer_kd_micro", "--sample", "100", "--decode-sentences", "12",
                  "--student-beam", "1", "--json", str(out), "--no-progress"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith(f"teacher {teacher_checkpoint} (") and "100 of 400 sentence pairs measured, 12 decoded" in lines[0]
+    assert lines[0].startswith(f"teacher {teacher_checkpoint} (")
+    assert "100 of 400 sentence pairs measured, 12 decoded" in lines[0]
     assert lines[1] == "measurements:"
     assert any(line.startswith("  data complexity C(d)") and "IBM-1, 5 EM iterations" in line for line in lines)
     report = json.loads(out.read_text())
@@ -102,8 +105,9 @@ def test_advise_end_to_end_on_the_fixture(teacher_checkpoint, data_bin, tmp_path
         assert student["features"]["student_beam_search"] == 0.0
         predictions = student["predictions"]
         assert set(predictions) == {"word_kd", "seq_kd", "word_seq", "hybrid_kd"}
-        assert student["recommendation"] == max(predictions, key=lambda k: predictions[k]["delta"])
-        assert f"student {student['arch']}: {student['params']:,} parameters (" in lines
+        ranked = [k for k in predictions if predictions[k]["ranked"]]
+        assert student["recommendation"] == max(ranked, key=lambda k: predictions[k]["delta"])
+        assert any(line.startswith(f"student {student['arch']}: {student['params']:,} parameters (") for line in lines)
         assert any(line.startswith(f"  recommendation: {student['recommendation']}") for line in lines)
         for method, p in predictions.items():
             assert p["low"] < p["delta"] < p["high"]

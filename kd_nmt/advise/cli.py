@@ -44,7 +44,8 @@ def build_parser():
         epilog=EXAMPLES,
     )
     parser.add_argument("--teacher", required=True, metavar="PT", help="the teacher checkpoint (a trusted file)")
-    parser.add_argument("--data-bin", required=True, metavar="DIR", help="fairseq-preprocess output with the training split")
+    parser.add_argument("--data-bin", required=True, metavar="DIR",
+                        help="fairseq-preprocess output with the training split")
     parser.add_argument("--student-arch", nargs="+", required=True, metavar="ARCH",
                         help="candidate student architectures (transformer_kd_* or any fairseq architecture)")
     parser.add_argument("--split", default="train", help="the split to sample (default: train)")
@@ -57,7 +58,8 @@ def build_parser():
     parser.add_argument("--beam", type=int, default=5, help="the teacher's beam for its output (default: 5)")
     parser.add_argument("--student-beam", type=int, default=5,
                         help="the beam the students will be decoded with; 1 = greedy (default: 5)")
-    parser.add_argument("--em-iterations", type=int, default=5, metavar="N", help="IBM model 1 EM iterations (default: 5)")
+    parser.add_argument("--em-iterations", type=int, default=5, metavar="N",
+                        help="IBM model 1 EM iterations (default: 5)")
     parser.add_argument("--seed", type=int, default=1, help="the sample's seed (default: 1)")
     parser.add_argument("--batch-tokens", type=int, default=4000, metavar="N", help="tokens per batch (default: 4000)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
@@ -101,7 +103,8 @@ def report_lines(measured, students, model):
         f"  data complexity C(d)           {m['data_complexity']:.3f} nats  (IBM-1, {m['em_iterations']} EM "
         f"iterations, {m['source_vocabulary']:,} source words)",
         f"  teacher greedy vs gold         BLEU {m['teacher_greedy_bleu']:.2f}, chrF {m['teacher_greedy_chrf']:.2f}",
-        f"  teacher beam {m['beam']} vs gold         BLEU {m['teacher_gold_bleu']:.2f}, chrF {m['teacher_gold_chrf']:.2f}",
+        f"  teacher beam {m['beam']} vs gold         BLEU {m['teacher_gold_bleu']:.2f}, "
+        f"chrF {m['teacher_gold_chrf']:.2f}",
         f"  teacher beam - greedy          {_signed(m['teacher_beam_gain'])} BLEU",
     ]
     for s in students:
@@ -113,7 +116,8 @@ def report_lines(measured, students, model):
             f"  {'method':<10} predicted Δ BLEU vs no KD [{model['interval_percent']} % interval]",
         ]
         for method, p in sorted(s["predictions"].items(), key=lambda kv: -kv[1]["delta"]):
-            lines.append(f"  {method:<10} {_signed(p['delta'])} [{_signed(p['low'])}, {_signed(p['high'])}]")
+            unranked = "" if p["ranked"] else f"  (fitted on {model['groups'][method]} groups: not ranked)"
+            lines.append(f"  {method:<10} {_signed(p['delta'])} [{_signed(p['low'])}, {_signed(p['high'])}]{unranked}")
         best, second = s["recommendation"], s["runner_up"]
         p = s["predictions"][best]
         shown = "" if p["low"] > 0 else "; its interval includes 0: no gain over no KD is shown"
@@ -123,7 +127,8 @@ def report_lines(measured, students, model):
             drivers = ", ".join(f"{name} {_signed(v)}" for name, v in list(s["drivers"].items())[:3])
             lines.append(f"  over {second} by {margin:.2f} BLEU, driven by: {drivers}")
         for name, (x, low, high) in s["outside_range"].items():
-            lines.append(f"  note: {name} = {x:.3g} is outside the fitted range [{low:.3g}, {high:.3g}]: an extrapolation")
+            lines.append(f"  note: {name} = {x:.3g} is outside the fitted range [{low:.3g}, {high:.3g}]: "
+                         "an extrapolation")
     lines += ["", f"model: {model['path']} ({model['fitted_on']}); how well it predicts: docs/advise.md"]
     return lines
 
@@ -159,7 +164,8 @@ def main(argv=None):
                          "drivers": drivers, "outside_range": advise_model.outside_range(model, features)})
     meta = {"path": args.model or os.path.relpath(advise_model.DEFAULT_MODEL),
             "fitted_on": model.get("fitted_on", ""),
-            "interval_percent": model.get("interval_percent", 95)}
+            "interval_percent": model.get("interval_percent", 95),
+            "groups": {m: fit["groups"] for m, fit in model["methods"].items()}}
     lines = report_lines(measured, students, meta)
     print("\n".join(lines))
     if args.json is not None:

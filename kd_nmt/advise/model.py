@@ -8,8 +8,9 @@ the same student trained without KD is linear in the standardized features,
 with the interval ``Δ_m ± z · interval_sd_m``: ``interval_sd_m`` is the method's root mean squared
 error when each study group is predicted by a fit that never saw it (leave-one-group-out, in
 ``scripts/fit_advise.py``), so the interval is as wide as the model's out-of-sample error, seed
-noise included. The recommendation is the method with the highest Δ; the measurements that
-drove it are the features' shares of its margin over the runner-up. Everything is in
+noise included. The recommendation is the method with the highest Δ among those the fit saw in
+enough groups (``ranked``: a method measured in one or two groups is predicted, not ranked); the
+measurements that drove it are the features' shares of its margin over the runner-up. Everything is in
 ``kd_nmt/advise/model.json``, refitted from the committed tables by ``scripts/fit_advise.py``.
 """
 import json
@@ -58,7 +59,7 @@ def predict(model, features):
         delta = fit["intercept"] + sum(parts.values())
         half = model["z"] * fit["interval_sd"]
         out[method] = {"delta": delta, "low": delta - half, "high": delta + half, "intercept": fit["intercept"],
-                       "contributions": parts}
+                       "ranked": fit.get("ranked", True), "contributions": parts}
     return out
 
 
@@ -69,7 +70,7 @@ AVERAGE = "average over the study"
 def recommend(predictions):
     """``(best method, runner-up, {feature: its share of the margin})``, the shares largest first;
     ``AVERAGE`` is the difference of the two methods' intercepts (their gains at the mean setting)."""
-    ranked = sorted(predictions, key=lambda m: -predictions[m]["delta"])
+    ranked = sorted((m for m in predictions if predictions[m]["ranked"]), key=lambda m: -predictions[m]["delta"])
     best = ranked[0]
     second = ranked[1] if len(ranked) > 1 else None
     if second is None:
