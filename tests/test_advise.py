@@ -3,9 +3,11 @@ top-1 mass, the fitted model's arithmetic, the command end to end on the fixture
 its one-line errors."""
 import json
 import math
+import sys
 
 import pytest
 import torch
+from helpers import REPO
 
 from kd_nmt.advise import model as advise_model
 from kd_nmt.advise.alignment import conditional_entropy, cooccurrences, data_complexity, ibm1
@@ -79,6 +81,14 @@ def test_the_shipped_model_predicts_what_its_json_says():
     assert best == max(ranked, key=lambda m: predictions[m]["delta"])
     gap = predictions[best]["delta"] - predictions[second]["delta"]
     assert sum(drivers.values()) == pytest.approx(gap)  # the shares add up to the margin
+
+
+def test_the_shipped_model_is_what_the_committed_tables_fit(capsys):
+    sys.path.insert(0, str(REPO / "scripts"))
+    import fit_advise
+
+    assert fit_advise.main(["--check"]) == 0
+    assert "is what the committed tables fit" in capsys.readouterr().out
 
 
 def test_advise_end_to_end_on_the_fixture(teacher_checkpoint, data_bin, tmp_path, capsys):
