@@ -86,6 +86,9 @@ def outside_range(model, features):
     out = {}
     for f, (low, high) in model.get("range", {}).items():
         x = features.get(f)
-        if x is not None and not (low - 1e-9 <= x <= high + 1e-9):
+        # the fitted features are stored rounded (5 decimals in docs/advise/data_features.csv): a
+        # fitted setting measured again must not fall outside its own range by that rounding
+        slack = 1e-4 * (high - low) + 1e-5
+        if x is not None and not (low - slack <= x <= high + slack):
             out[f] = (x, low, high)
     return out
