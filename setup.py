@@ -8,6 +8,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     packages=find_packages(include=["kd_nmt", "kd_nmt.*"]),
+    package_data={"kd_nmt": ["advise/model.json"]},  # kd-nmt advise's fitted model (scripts/fit_advise.py)
     python_requires=">=3.8",
     install_requires=[
         # stock fairseq 0.12.2 does not import on Python >= 3.11 (mutable dataclass default);

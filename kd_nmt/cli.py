@@ -8,6 +8,7 @@
     kd-nmt bench ...          BLEU/chrF, speed and size of checkpoints
     kd-nmt deploy ...         the deployment table: engines, throughput, latency, memory, size
     kd-nmt plot ...           figures from bench results
+    kd-nmt advise ...         which KD method to try first, from cheap measurements of the setting
 
 Every sub-command prints ``--help`` with examples. User errors (missing files, mismatched
 dictionaries, bad options) print one line ``kd-nmt: error: ...`` and exit with status 2.
@@ -30,6 +31,7 @@ COMMANDS = {
     "bench": "kd_nmt.bench.cli:main",
     "deploy": "kd_nmt.bench.cli:deploy_main",
     "plot": "kd_nmt.bench.plot:main",
+    "advise": "kd_nmt.advise.cli:main",
 }
 
 FAIRSEQ_EXAMPLES = """
