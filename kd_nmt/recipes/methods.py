@@ -114,8 +114,8 @@ def resolve(name):
         scale = gate.group(2)
         if scale is not None and float(scale) <= 0:
             raise KDNMTError(f"method {name}: the gate's step scale N of hybrid_kd_lrN must be > 0")
-        return Resolved(name, METHODS["hybrid_kd"], None,
-                        (("--gate-normalize",) if gate.group(1) else ()) + (("--gate-lr-scale", scale) if scale else ()))
+        options = (("--gate-normalize",) if gate.group(1) else ()) + (("--gate-lr-scale", scale) if scale else ())
+        return Resolved(name, METHODS["hybrid_kd"], None, options)
     raise KDNMTError(f"the methods are {KNOWN} (PARTS: nbestN, mbrchrf, mbrbleu, monoN, filter, joined by +; "
                      f"N a number); unknown method {name}")
 
