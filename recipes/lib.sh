@@ -157,12 +157,13 @@ student() {
 # train source (CTranslate2 int8; outputs at most 1.2 x source + 10 tokens), binarized with the
 # student's dictionaries into OUT_BIN
 relabel() {
-    local teacher=$1 data=$2 out=$3
+    local teacher=$1 data=$2 out=$3 text
     shift 3
     if [ -e "$out/dict.en.txt" ]; then log "skip $out (done)"; return; fi
+    text=$(plan relabel-output "$out") || return 2  # OUT_BIN without -bin, .train.en
     log "relabel the train source with $teacher -> $out"
     kd-nmt relabel --teacher "$teacher" --data-bin "$data/bin" --input "$data/tok/train.de" \
-        --output "${out%-bin}.train.en" --beam "$BEAM" --threads "$THREADS" \
+        --output "$text" --beam "$BEAM" --threads "$THREADS" \
         --max-len-a 1.2 --max-len-b 10 \
         --backend ctranslate2 --binarize-to "$out" "$@"
 }

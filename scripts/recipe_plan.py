@@ -16,6 +16,8 @@ environment (kd_nmt/recipes/*.py: each module's KNOBS). It imports no torch and 
                       method), or nothing
   variant +PARTS --seqkd B --data D
                       the files and options of one Seq-KD data variant (seqkd_data)
+  relabel-output OUT_BIN
+                      the 1-best text relabel binarizes into OUT_BIN (BASE.train.en)
   variants "METHODS"  the +PARTS of every variant among METHODS, once each
   suffix              the +PARTS the knobs NBEST, MBR, MONO, FILTER ask for
   with-knobs "METHODS"
@@ -87,6 +89,7 @@ def parser():
     s.add_argument("parts")
     s.add_argument("--seqkd", required=True)
     s.add_argument("--data", required=True)
+    sub.add_parser("relabel-output").add_argument("out_bin")
     for name in ("variants", "with-knobs"):
         sub.add_parser(name).add_argument("methods", help="space-separated method names")
     sub.add_parser("suffix")
@@ -110,6 +113,8 @@ def plan(a):
         return methods.cache_plan(a.method, a.data, a.teacher, a.seqkd)
     if a.command == "variant":
         return shell_assignments(variants.data_plan(variants.parse(a.parts), a.seqkd, a.data))
+    if a.command == "relabel-output":
+        return [variants.relabel_output(a.out_bin)]
     if a.command == "variants":
         return variant_parts(a.methods.split())
     if a.command == "suffix":

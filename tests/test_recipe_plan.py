@@ -167,6 +167,14 @@ def test_a_bad_part_is_one_error_naming_the_parts(parts, message):
         assert variants.PARTS in str(info.value) and f"in seq_kd{parts}" in str(info.value)
 
 
+def test_the_one_best_text_is_relabels_own():
+    assert variants.relabel_output("work/seqkd-bin") == "work/seqkd.train.en"
+    assert variants.relabel_output("work/seqkd-inter-bin") == "work/seqkd-inter.train.en"
+    for parts in ("+filter", "+mono5", "+mono5+filter"):
+        plan = variants.data_plan(variants.parse(parts), "work/seqkd-bin", "DATA")
+        assert plan["targets"][0] == variants.relabel_output("work/seqkd-bin")
+
+
 def test_data_bins_beside_the_one_best():
     v = variants.parse("+nbest4+mono3000")
     assert variants.data_bin("work/seqkd-bin", v) == "work/seqkd+nbest4+mono3000-bin"

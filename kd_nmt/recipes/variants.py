@@ -108,6 +108,12 @@ def strip_bin(path):
     return path[:-len("-bin")] if path.endswith("-bin") else path
 
 
+def relabel_output(out_bin):
+    """The teacher's text that lib.sh's ``relabel`` binarizes into ``out_bin``: ``BASE.train.en``
+    (the 1-best text every variant decoding as it does reuses)."""
+    return f"{strip_bin(out_bin)}.train.en"
+
+
 def data_bin(seqkd, variant):
     """The variant's data-bin beside the 1-best one: ``BASE+parts-bin``."""
     return f"{strip_bin(seqkd)}{variant.suffix}-bin"
@@ -127,7 +133,8 @@ def data_plan(variant, seqkd, data):
     targets, sources = [], []
     for path in inputs:
         name = path.rsplit("/", 1)[-1][:-len(".de")]
-        targets.append(f"{base}{variant.tag}.{name}.en")
+        targets.append(relabel_output(seqkd) if (variant.tag, name) == ("", "train")
+                       else f"{base}{variant.tag}.{name}.en")
         sources.append(f"{targets[-1]}.source" if variant.keep > 1 else path)
     joined = len(inputs) > 1
     return {
