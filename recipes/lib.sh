@@ -241,7 +241,7 @@ grid() {
     shift 7
     for arch in $archs; do
         init=$(student_init "$root" "$teacher" "$arch")
-        size=$(plan size "$arch")
+        size=$(plan size "$arch") || return 2
         for method in $methods; do
             # shellcheck disable=SC2086  # init: options, split on spaces
             student "$method" "$root/$size/$method" "$data" "$arch" "$updates" \
