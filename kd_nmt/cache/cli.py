@@ -19,6 +19,7 @@ import torch
 
 from kd_nmt.cache import store
 from kd_nmt.common.args import ArgumentParser, check_minimums
+from kd_nmt.common.atomic import atomic_file
 from kd_nmt.common.locks import take_lock
 from kd_nmt.common.logging_setup import setup_logging
 from kd_nmt.errors import KDNMTError
@@ -206,8 +207,8 @@ def prepare_out(out, meta, task):
     for name, dictionary in (("dict.src.txt", task.source_dictionary), ("dict.tgt.txt", task.target_dictionary)):
         path = os.path.join(out, name)
         if not os.path.exists(path):  # (equal by the dictionary hash when resuming)
-            dictionary.save(path + ".tmp")
-            os.replace(path + ".tmp", path)
+            with atomic_file(path) as f:
+                dictionary.save(f)
 
 
 def chunk_is_done(out, c, n_rows, meta):
@@ -258,7 +259,16 @@ def cache_chunk(out, c, first, end, offsets, dataset, teacher, meta, pad, args, 
     base = int(offsets[first])
     writer = store.ChunkWriter(out, c, int(offsets[end]) - base, meta["k"], meta["vocab_size"],
                                args.logp_dtype, meta["mode"], meta.get("draws"))
-    arrays = writer.arrays
+    try:
+        _fill_chunk(writer.arrays, c, first, end, base, offsets, dataset, teacher, meta, pad, args, device, progress)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _fill_chunk(arrays, c, first, end, base, offsets, dataset, teacher, meta, pad, args, device, progress):
+    """The rows of sentences [first, end) (chunk ``c``), into the chunk's ``arrays``."""
     # one stream per chunk: a resumed or rebuilt chunk draws the same ids (--mode sample)
     generator = torch.Generator(device=device).manual_seed(int(args.seed) * 1_000_003 + c)
     indices = np.arange(first, end, dtype=np.int64)
@@ -293,7 +303,6 @@ def cache_chunk(out, c, first, end, offsets, dataset, teacher, meta, pad, args, 
                 values = values.clamp_min(store.LOGP_MIN)
             arrays[name][rows] = values.cpu().numpy()
         progress.update(int(lengths.sum()))
-    writer.commit()
 
 
 def build(args):
