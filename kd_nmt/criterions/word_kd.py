@@ -33,6 +33,7 @@ Validation reports the student's label-smoothed CE on gold as ``loss`` (so
 teacher's gold NLL are logged beside it. All losses are logged in base 2, like fairseq's.
 """
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -224,9 +225,7 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
         ``--kd-taid`` TAID's target over the same ids."""
         if self.taid is None:
             return targets
-        t = self.taid.t
-        return targets.rescored(self.positions(student_logits), lambda student, teacher: interpolated_target(
-            student, teacher, t))
+        return targets.rescored(self.positions(student_logits), functools.partial(interpolated_target, t=self.taid.t))
 
     def init_selection(self, cfg):
         """``--kd-select*`` (kd_nmt.criterions.selection), checked before training."""
