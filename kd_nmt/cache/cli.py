@@ -2,7 +2,8 @@
 
 ``--mode topk`` (default) keeps the teacher's top-k ids and log-probs; ``topk-tail`` adds the
 mass outside them as one rest class; ``sample`` stores k draws from the tempered teacher (an
-unbiased fkl estimate). ``kd_nmt.sparse_teacher`` says what the KD term does with each.
+unbiased fkl estimate). Each mode's class (``kd_nmt.teacher.cache_modes``) holds what is stored
+and what the KD term does with it; this module drives the teacher and the files.
 
 The result trains word-level KD students without the teacher in memory
 (``--task kd_translation --teacher-cache CACHE``). The format is described in
@@ -24,6 +25,7 @@ from kd_nmt.common.locks import take_lock
 from kd_nmt.common.logging_setup import setup_logging
 from kd_nmt.errors import KDNMTError
 from kd_nmt.precision import cpu_autocast
+from kd_nmt.teacher.cache_modes import CACHE_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -226,25 +228,11 @@ def sparse_rows(lprobs, meta, generator):
     """What a chunk stores of ``lprobs`` ``[N, V]`` (float32, temperature 1): ``{name: [N, ...]}``.
 
     ids and logp in every mode (see ``kd_nmt.cache.store``); topk-tail adds the rest class,
-    sample the counts of the draws and the tempered teacher's entropy.
+    sample the counts of the draws and the tempered teacher's entropy: the mode's own
+    ``stored_rows`` (``kd_nmt.teacher.cache_modes``), at the cache's k and temperature.
     """
-    mode, k, tau = meta["mode"], meta["k"], float(meta["temperature"])
-    if mode != "sample":
-        logp, ids = lprobs.topk(k, dim=-1)
-        rows = {"ids": ids, "logp": logp}
-        if mode == "topk-tail":  # tau * logsumexp of the others at tau; -inf when k = V
-            rows["rest"] = torch.logsumexp(lprobs.scatter(-1, ids, float("-inf")) / tau, -1) * tau
-        return rows
-    lp_tau = torch.log_softmax(lprobs / tau, -1)
-    p_tau = lp_tau.exp()
-    draws = torch.multinomial(p_tau, meta["draws"], replacement=True, generator=generator)
-    counts = torch.zeros(lprobs.shape, dtype=torch.int32, device=lprobs.device)
-    counts.scatter_add_(1, draws, torch.ones_like(draws, dtype=torch.int32))
-    count, ids = counts.topk(k, dim=-1)  # the distinct ids drawn (then ids drawn 0 times)
-    return {
-        "ids": ids, "logp": lprobs.gather(-1, ids), "count": count,
-        "entropy": -(p_tau * lp_tau).sum(-1),
-    }
+    return CACHE_MODES[meta["mode"]].stored_rows(lprobs, meta["k"], float(meta["temperature"]),
+                                                 draws=meta.get("draws"), generator=generator)
 
 
 def move_to(sample, device):
