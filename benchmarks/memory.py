@@ -58,6 +58,8 @@ def child(args):
     from kd_nmt.criterions.kd_objective import kd_objective
     from kd_nmt.criterions.word_kd import divergence_params
     from kd_nmt.divergences import divergence
+    from kd_nmt.teacher.dense import DenseTargets
+    from kd_nmt.teacher.topk import TopKTargets
 
     def autograd_kd(student, teacher, target, pad, name, temperature, topk, **params):
         per_token = divergence(name, student, teacher, temperature=temperature, **params)
@@ -75,10 +77,10 @@ def child(args):
     target = torch.randint(4, V, (B, T))
     params = divergence_params(args.divergence, skew=0.1, mu=0.5, beta=1.0)
     sparse = None
-    if args.config == "kd_cache":  # what CachedTeacher.distribution returns (built outside the peak)
+    if args.config == "kd_cache":  # what CachedTeacher.targets returns (built outside the peak)
         with torch.no_grad():
             top, ids = F.log_softmax(t_hidden @ t_W.T, -1).topk(args.topk, -1)
-        sparse = (ids, top.half().float())
+        sparse = TopKTargets(ids=ids, scores=top.half().float())
     import gc
 
     gc.collect()
@@ -91,7 +93,7 @@ def child(args):
         if args.config in ("kd_live", "kd_cache"):  # what word_kd runs in training: one pass
             if args.config == "kd_live":
                 with torch.no_grad():
-                    teacher = t_hidden @ t_W.T                   # [B, T, V] teacher logits
+                    teacher = DenseTargets(scores=t_hidden @ t_W.T)  # [B, T, V] teacher logits
             else:
                 teacher = sparse
             return kd_objective(

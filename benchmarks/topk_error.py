@@ -4,7 +4,7 @@ For each teacher, each cache mode and each k, a cache is built (``kd-nmt cache-t
 --topk k``; topk-tail and sample caches once per temperature, which they fix) and, over every
 batch of the train split, the KD term (fkl) of ``word_kd`` is computed twice on the same
 student logits: against the live teacher's full distribution, and against the cache
-(log-probs stored in float16). The modes (``kd_nmt/sparse_teacher.py``): ``topk`` renormalises
+(log-probs stored in float16). The modes (``kd_nmt/teacher/cache_modes.py``): ``topk`` renormalises
 both sides over the k ids, ``topk-tail`` adds one rest class, ``sample`` is one set of k draws
 per token from the tempered teacher (an unbiased estimate: its error is noise, not bias).
 Reported:
@@ -118,6 +118,7 @@ def measure(data_bin, teacher, student, ks, work, taus=(1.0, 2.0), modes=MODES):
     from kd_nmt.cache.cached_teacher import CachedTeacher
     from kd_nmt.checkpoint import load_models
     from kd_nmt.criterions.word_kd import kd_term
+    from kd_nmt.teacher.dense import DenseTargets
 
     _, task, _, _ = setup_in_process(data_bin, ["--task", "kd_translation", "--teacher-path", teacher,
                                                 "--criterion", "word_kd"])
@@ -154,13 +155,13 @@ def measure(data_bin, teacher, student, ks, work, taus=(1.0, 2.0), modes=MODES):
         lp = torch.log_softmax(t_logits, -1)
         entropy += float(-(lp.exp() * lp).sum(-1)[mask].sum())
         ntok += int(mask.sum())
-        dists = {key: cache.distribution(sample, like=logits)[0] for key, cache in caches.items()}
+        dists = {key: cache.targets(sample, like=logits)[0] for key, cache in caches.items()}
         for mode, k, tau in keys:
             if mode == "topk":
-                mass[k] += float(dists[mode, k, tau][1].float().exp().sum(-1)[mask].sum())
+                mass[k] += float(dists[mode, k, tau].scores.float().exp().sum(-1)[mask].sum())
         for tau in taus:
             s = logits.detach().requires_grad_(True)
-            kd_full = kd_term(s, t_logits, sample["target"], pad, "fkl", tau)
+            kd_full = kd_term(s, DenseTargets(scores=t_logits), sample["target"], pad, "fkl", tau)
             (g_full,) = torch.autograd.grad(kd_full, s)
             full[tau]["kd"] += float(kd_full)
             full[tau]["norm"] += float((g_full * g_full).sum())

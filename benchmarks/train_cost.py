@@ -176,7 +176,7 @@ def child(argv, out_json, warmup):
 
         def training_objective(self, model, net_output, sample):
             ce, nll = self.compute_loss(model, net_output, sample, reduce=True)
-            _, teacher_nll = self.task.teacher.distribution(sample, like=net_output[0])
+            _, teacher_nll = self.task.teacher.targets(sample, like=net_output[0])
             zero = ce.new_zeros(())
             return ce, ce, nll, zero, teacher_nll.sum()
 
@@ -192,11 +192,11 @@ def child(argv, out_json, warmup):
 
         def kd_and_teacher_nll(self, student_logits, sample, kd_mask=None):
             # (word_kd's signature: an override without kd_mask raised TypeError in training)
-            dist, teacher_nll = self.task.teacher.distribution(sample, like=student_logits)
+            targets, teacher_nll = self.task.teacher.targets(sample, like=student_logits)
             pad = sample["target"].eq(self.padding_idx)
             if kd_mask is not None:
                 pad = pad | ~kd_mask
-            per_token = divergence(self.kd_divergence, student_logits, dist,
+            per_token = divergence(self.kd_divergence, student_logits, targets.scores,
                                    temperature=self.kd_temperature, **self.kd_params)
             gold_pad = sample["target"].eq(self.padding_idx)
             return per_token.masked_fill(pad, 0.0).sum(), teacher_nll.masked_fill(gold_pad, 0.0).sum()

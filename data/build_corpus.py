@@ -39,6 +39,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from . import debian_sources as deb
+from .kd_nmt_stdlib import atomic_file, atomic_write, report_errors
 from . import extract as X
 
 Pair = Tuple[str, str]
@@ -216,13 +217,11 @@ def counts(final: Dict[str, List[Tuple[str, Pair]]]) -> dict:
 def write_pairs(out_dir: str, name: str, pairs: List[Pair]) -> None:
     for side, lang in ((0, "de"), (1, "en")):
         path = os.path.join(out_dir, f"{name}.{lang}")
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        with atomic_file(path) as f:  # (a full disk left a stray PATH.tmp)
             for p in pairs:
                 line = p[side]
                 assert line and "\n" not in line and "\r" not in line
                 f.write(line + "\n")
-        os.replace(tmp, path)
 
 
 def count_lines(path: str) -> int:
@@ -349,11 +348,8 @@ def build(args, log=print) -> dict:
         },
         "timing_s": {"fetch": round(t_fetch, 1), "total": round(time.time() - t0, 1)},
     }
-    with open(os.path.join(out_dir, "MANIFEST.json"), "w", encoding="utf-8") as f:
-        json.dump(man, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-    with open(os.path.join(out_dir, "ATTRIBUTION.md"), "w", encoding="utf-8") as f:
-        f.write(_attribution(versions, man["command"]))
+    atomic_write(os.path.join(out_dir, "MANIFEST.json"), json.dumps(man, indent=1, ensure_ascii=False) + "\n")
+    atomic_write(os.path.join(out_dir, "ATTRIBUTION.md"), _attribution(versions, man["command"]))
     c = man["counts"]
     log("[corpus] " + ", ".join(f"{s}={c[s]['total']}" for s in SPLITS)
         + f" -> {out_dir} ({man['timing_s']['total']}s)")
@@ -436,8 +432,7 @@ Made with:
 LibreOffice: The Document Foundation, Mozilla Public License 2.0 (https://www.libreoffice.org/).
 Ding: GNU General Public License version 2 or later (https://dict.tu-chemnitz.de/).
 """
-    with open(os.path.join(out_dir, "README.md"), "w", encoding="utf-8") as f:
-        f.write(readme)
+    atomic_write(os.path.join(out_dir, "README.md"), readme)
     log(f"[fixture] train={len(chosen['train'])} valid={len(chosen['valid'])} "
         f"test={len(chosen['test'])} -> {out_dir}")
     return {k: len(v) for k, v in chosen.items()}
@@ -473,6 +468,11 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    """Its status; an OSError (full disk, read-only) is one line ``build_corpus: error: ...``."""
+    return report_errors("build_corpus", _main, argv)
+
+
+def _main(argv=None) -> int:
     args = parse_args(argv)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     try:

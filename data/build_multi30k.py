@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from data.kd_nmt_stdlib import report_errors
+
 HERE = Path(__file__).resolve().parent
 SHIPPED = HERE / "multi30k"
 DEFAULT_OUT = HERE / "corpus" / "multi30k"
@@ -108,9 +110,40 @@ def build(out=DEFAULT_OUT, shipped=None, force=False):
             (out / f"{ours}.{lang}").is_file() for ours in SPLITS.values() for lang in LANGS)
         if done:
             return old
+    if out.exists() and not _replaceable(out):
+        raise BuildError(f"{out} exists and is not a build of this corpus (no MANIFEST.json of one): "
+                         "choose another --out, or delete it")
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        manifest = _write(tmp, shipped, sums, start)
+    except BaseException as exc:  # a full disk: no half-written folder stays
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.filename is None:  # (write_text's ENOSPC names none)
+            exc.filename = str(out)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return manifest
+
+
+def _replaceable(out):
+    """Whether ``out`` may be replaced: an empty folder, or one this builder wrote (its manifest
+    names the corpus). Anything else is the user's: it was deleted whole before."""
+    if not out.is_dir():
+        return False
+    if not any(out.iterdir()):
+        return True
+    try:
+        return json.loads((out / "MANIFEST.json").read_text(encoding="utf-8")).get("corpus", "").startswith("Multi30k")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _write(tmp, shipped, sums, start):
+    """The corpus files and MANIFEST.json into the folder ``tmp``, fsynced; the manifest."""
     counts = {}
     for split, ours in SPLITS.items():
         for lang in LANGS:
@@ -130,13 +163,15 @@ def build(out=DEFAULT_OUT, shipped=None, force=False):
     for name in os.listdir(tmp):
         with open(tmp / name, "rb") as f:
             os.fsync(f.fileno())
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
     return manifest
 
 
 def main(argv=None):
+    """Its status; an OSError (full disk, read-only) is one line ``build_multi30k: error: ...``."""
+    return report_errors("build_multi30k", _main, argv)
+
+
+def _main(argv=None):
     p = argparse.ArgumentParser(prog="build_multi30k", description=__doc__.split("\n")[0])
     p.add_argument("--out", default=str(DEFAULT_OUT), help="output directory (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="rebuild even if up to date")
@@ -145,10 +180,6 @@ def main(argv=None):
         manifest = build(args.out, force=args.force)
     except BuildError as e:
         print(f"build_multi30k: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"build_multi30k: error: {e.filename or args.out}: {e.strerror} "
-              "(choose another --out or free space)", file=sys.stderr)
         return 2
     c = manifest["counts"]
     print(f"multi30k -> {args.out}: " + ", ".join(f"{s} {c[s]['de']['lines']:,}" for s in c), file=sys.stderr)

@@ -25,6 +25,8 @@ import subprocess
 import sys
 from typing import Dict, Iterable, Optional
 
+from .kd_nmt_stdlib import report_errors
+
 PACKAGES = ("libreoffice-help-en-us", "libreoffice-help-de", "trans-de-en", "libreoffice-l10n-de")
 
 LICENSES = {
@@ -153,6 +155,11 @@ def source_paths(cache: Optional[str] = None) -> Dict[str, str]:
 
 
 def main(argv=None) -> int:
+    """Its status; an OSError (full disk, read-only cache) is one line ``debian_sources: error: ...``."""
+    return report_errors("debian_sources", _main, argv)
+
+
+def _main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", default=None, help="cache dir (default $KD_NMT_CACHE or "
                     "~/.cache/kd_nmt/debian)")

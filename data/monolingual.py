@@ -41,6 +41,7 @@ import sys
 from typing import Iterable, Iterator, List, Optional
 
 from . import debian_sources as deb
+from .kd_nmt_stdlib import atomic_file, atomic_write, report_errors
 
 PACKAGE = "manpages-de"
 LICENSE = ("GPL-3+ for the German translations; each page also carries the license of the "
@@ -274,24 +275,25 @@ def build(out: str = DEFAULT_OUT, corpus: str = DEFAULT_CORPUS, cache: Optional[
 
     counts: dict = {}
     os.makedirs(out, exist_ok=True)
-    tmp = f"{text_path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+    with atomic_file(text_path) as f:  # (a full disk left a stray PATH.tmp.PID)
         for sentence in sentences_of(pages(), exclude, counts):
             f.write(sentence + "\n")
-    os.replace(tmp, text_path)
     manifest = {"config": config, "counts": dict(sorted(counts.items())), "deb": stamp["deb"],
                 "license": LICENSE, "command": "python -m data.monolingual"}
-    with open(manifest_path, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-    with open(os.path.join(out, "ATTRIBUTION.md"), "w", encoding="utf-8") as f:
-        f.write(f"# mono.de\n\nSentences extracted from the Debian package `{PACKAGE}` "
-                f"{stamp['version']} (German manual pages, {stamp['deb']}).\n\nLicense: {LICENSE}.\n")
+    atomic_write(manifest_path, json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    atomic_write(os.path.join(out, "ATTRIBUTION.md"),
+                 f"# mono.de\n\nSentences extracted from the Debian package `{PACKAGE}` "
+                 f"{stamp['version']} (German manual pages, {stamp['deb']}).\n\nLicense: {LICENSE}.\n")
     log(f"[mono] {counts.get('kept', 0)} sentences from {counts.get('pages', 0)} pages -> {text_path}")
     return manifest
 
 
 def main(argv=None) -> int:
+    """Its status; an OSError (full disk, read-only) is one line ``monolingual: error: ...``."""
+    return report_errors("monolingual", _main, argv)
+
+
+def _main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=DEFAULT_OUT, help=f"output dir (default {DEFAULT_OUT})")
     ap.add_argument("--corpus", default=DEFAULT_CORPUS,

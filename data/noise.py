@@ -43,6 +43,8 @@ import sys
 from collections import Counter
 from typing import Iterable, List, Optional, Sequence, Union
 
+from data.kd_nmt_stdlib import atomic_write, report_errors
+
 KINDS = ("dropout", "shuffle", "replace")
 
 
@@ -204,14 +206,16 @@ def noise_file(in_path: str, out_path: str, kind: str, rate: float, seed: int,
     lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
     vocab = Vocab.from_file(vocab_from) if kind == "replace" and rate > 0 and vocab_from else None
     out = noise_lines(lines, kind, rate, seed, vocab, window)  # (default vocab: these lines)
-    with open(out_path, "w", encoding="utf-8", newline="\n") as f:
-        f.write("\n".join(out))
-        if trailing:
-            f.write("\n")
+    atomic_write(out_path, "\n".join(out) + ("\n" if trailing else ""))  # whole or absent
     return len(out)
 
 
 def main(argv=None) -> int:
+    """``python -m data.noise``: its status; an OSError (full disk, read-only) is one line."""
+    return report_errors("noise", _main, argv)
+
+
+def _main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m data.noise",
                                  description="Add seeded word-level noise to a text file, line by line.")
     ap.add_argument("--kind", required=True, choices=KINDS)

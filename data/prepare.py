@@ -18,12 +18,15 @@ Splits are the files ``RAW/{SPLIT}.{de,en}`` for SPLIT in train, valid, test_tec
 ``scripts/prepare_corpus.py`` uses it for any parallel corpus.
 """
 import argparse
+import errno
 import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from data.kd_nmt_stdlib import atomic_write, os_error_in, report_errors
 
 SPLITS = ("train", "valid", "test_tech", "test_ding", "test")
 SRC, TGT = "de", "en"
@@ -61,9 +64,7 @@ def _normalise(raw, out, max_train, langs=(SRC, TGT), splits=SPLITS):
             lines = read_lines(raw / f"{split}.{lang}")
             if split == "train" and max_train:
                 lines = lines[:max_train]
-            tmp = dest.with_suffix(dest.suffix + ".tmp")
-            tmp.write_text("".join(norm.normalize(x).strip() + "\n" for x in lines), encoding="utf-8")
-            os.replace(tmp, dest)
+            atomic_write(dest, "".join(norm.normalize(x).strip() + "\n" for x in lines))
     return [s for s in splits if (out / f"{s}.{langs[0]}").exists()]
 
 
@@ -73,16 +74,40 @@ def _train_spm(norm, out, vocab, seed, langs=(SRC, TGT)):
     model = out / "spm.model"
     if model.exists():
         return model
-    spm.SentencePieceTrainer.train(
-        input=[str(norm / f"train.{lang}") for lang in langs],
-        model_prefix=str(out / "spm.tmp"), vocab_size=vocab, model_type="unigram",
-        character_coverage=1.0, input_sentence_size=2_000_000, shuffle_input_sentence=True,
-        seed_sentencepiece_size=1_000_000, num_threads=os.cpu_count() or 1,
-        hard_vocab_limit=False, minloglevel=2,
-    )
+    try:
+        spm.SentencePieceTrainer.train(
+            input=[str(norm / f"train.{lang}") for lang in langs],
+            model_prefix=str(out / "spm.tmp"), vocab_size=vocab, model_type="unigram",
+            character_coverage=1.0, input_sentence_size=2_000_000, shuffle_input_sentence=True,
+            seed_sentencepiece_size=1_000_000, num_threads=os.cpu_count() or 1,
+            hard_vocab_limit=False, minloglevel=2,
+        )
+        _check_spm(out / "spm.tmp.model", out / "spm.tmp.vocab")
+    except BaseException as exc:
+        for suffix in ("model", "vocab"):
+            (out / f"spm.tmp.{suffix}").unlink(missing_ok=True)
+        if isinstance(exc, RuntimeError):  # sentencepiece's errors (e.g. a folder it cannot write)
+            raise PrepareError(f"sentencepiece training failed: {exc}") from None
+        raise
     os.replace(out / "spm.tmp.vocab", out / "spm.vocab")
     os.replace(out / "spm.tmp.model", model)
     return model
+
+
+def _check_spm(model, vocab):
+    """An OSError (ENOSPC) or PrepareError if sentencepiece's files are not whole: it reports no
+    write error, and on a full disk exited as if done with a cut-short model and an empty vocab."""
+    import sentencepiece as spm
+
+    try:
+        pieces = spm.SentencePieceProcessor(model_file=str(model)).get_piece_size()
+    except (OSError, RuntimeError):
+        pieces = None
+    if pieces is not None and vocab.read_bytes().count(b"\n") == pieces:
+        return
+    if os.statvfs(model.parent).f_bavail == 0:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(model.with_name("spm.model")))
+    raise PrepareError(f"sentencepiece wrote an incomplete {model} or {vocab}: prepare again")
 
 
 def _encode(norm, tok, model, splits, noise, seed, langs=(SRC, TGT)):
@@ -101,9 +126,7 @@ def _encode(norm, tok, model, splits, noise, seed, langs=(SRC, TGT)):
             if noise and split == "train" and lang == langs[0]:
                 kind, rate = noise
                 lines = noise_lines(lines, kind, rate, seed)
-            tmp = dest.with_suffix(dest.suffix + ".tmp")
-            tmp.write_text("".join(" ".join(sp.encode(x, out_type=str)) + "\n" for x in lines), encoding="utf-8")
-            os.replace(tmp, dest)
+            atomic_write(dest, "".join(" ".join(sp.encode(x, out_type=str)) + "\n" for x in lines))
 
 
 def _binarize(tok, bin_dir, splits, srcdict=None, langs=(SRC, TGT)):
@@ -124,16 +147,29 @@ def _binarize(tok, bin_dir, splits, srcdict=None, langs=(SRC, TGT)):
     others = [s for s in splits if s != "train"]
     if others:
         cmd += ["--validpref", ",".join(str(tok / s) for s in others)]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    # fairseq names extra valid prefixes valid1, valid2...: give them their split names back
-    for i, split in enumerate(others):
-        name = "valid" if i == 0 else f"valid{i}"
-        for f in tmp.glob(f"{name}.{src}-{tgt}.*"):
-            f.rename(tmp / f.name.replace(name + ".", split + ".", 1))
-    os.replace(tmp, bin_dir)
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:  # its traceback, then check=True's: the disk's fault is one line
+            exc = os_error_in(proc.stderr)
+            if exc is not None:
+                raise OSError(exc.errno, exc.strerror, str(bin_dir))
+            last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise PrepareError(f"fairseq-preprocess failed (exit {proc.returncode}): {last}")
+        # fairseq names extra valid prefixes valid1, valid2...: give them their split names back
+        for i, split in enumerate(others):
+            name = "valid" if i == 0 else f"valid{i}"
+            for f in tmp.glob(f"{name}.{src}-{tgt}.*"):
+                f.rename(tmp / f.name.replace(name + ".", split + ".", 1))
+        os.replace(tmp, bin_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-class PrepareMismatch(Exception):
+class PrepareError(Exception):
+    """One line for the user: what went wrong and what to do."""
+
+
+class PrepareMismatch(PrepareError):
     """OUT holds (part of) a corpus prepared from other inputs or options."""
 
 
@@ -198,25 +234,24 @@ def prepare(raw, out, vocab=8000, max_train=0, noise=None, seed=1, srcdict=None,
     config = _config(raw, vocab, max_train, noise, seed, srcdict, spm_model, langs, splits)
     _check_same(out, config)
     out.mkdir(parents=True, exist_ok=True)
-    if not (out / "prepare.json").exists():
-        (out / "prepare.start.json").write_text(json.dumps(config, indent=2))
+    if not (out / "prepare.json").exists():  # (a cut-short one would refuse every rerun)
+        atomic_write(out / "prepare.start.json", json.dumps(config, indent=2))
     splits = _normalise(raw, out / "raw", max_train, langs, splits)
     if spm_model:
         model = out / "spm.model"
         if not model.exists():
-            shutil.copy(spm_model, model)
+            atomic_write(model, Path(spm_model).read_bytes())
     else:
         model = _train_spm(out / "raw", out, vocab, seed, langs)
     _encode(out / "raw", out / "tok", model, splits, noise, seed, langs)
     _binarize(out / "tok", out / "bin", splits, srcdict, langs)
-    tmp = out / "prepare.json.tmp"
-    tmp.write_text(json.dumps({**config, "splits": splits, "srcdict": str(srcdict) if srcdict else None}, indent=2))
-    os.replace(tmp, out / "prepare.json")
+    atomic_write(out / "prepare.json",
+                 json.dumps({**config, "splits": splits, "srcdict": str(srcdict) if srcdict else None}, indent=2))
     (out / "prepare.start.json").unlink(missing_ok=True)
     return out / "bin"
 
 
-def main(argv=None):
+def _main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--raw", default="data/corpus/deen")
     p.add_argument("--out", required=True)
@@ -233,9 +268,16 @@ def main(argv=None):
         noise = (kind, float(rate))
     try:
         print(prepare(a.raw, a.out, a.vocab, a.max_train, noise, a.seed, a.srcdict, a.spm_model))
-    except PrepareMismatch as exc:
-        sys.exit(f"prepare: error: {exc}")
+    except PrepareError as exc:
+        print(f"prepare: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv=None):
+    """``python -m data.prepare``: its status; an OSError (full disk, read-only) is one line."""
+    return report_errors("prepare", _main, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -16,7 +16,10 @@ Two problems, one place:
 * fairseq writes ``checkpoint_N.pt`` atomically but *copies* it to ``checkpoint_last.pt`` and
   ``checkpoint_best.pt`` in place: a kill or a full disk mid-copy left a truncated
   ``checkpoint_last.pt`` that the next run died on. The copy here goes through a temporary file,
-  fsync and rename.
+  fsync and rename. Its own write (``torch.save`` into ``FILE.tmp``) retried every error twice,
+  2.5 s apart, logging each traceback, and left the ``.tmp``: a full disk or a read-only
+  ``--save-dir`` is one OSError naming the file here (``kd-nmt: error: FILE: No space left on
+  device (...)``), no temporary left.
 
 * A student trained with ``--task kd_translation`` must stay a *plain* translation
   checkpoint, so stock ``fairseq-generate`` and ``ct2-fairseq-converter`` (which re-create
@@ -215,10 +218,17 @@ def install_fairseq_patches():
     original_save = checkpoint_utils.torch_persistent_save
 
     @functools.wraps(original_save)
-    def save_plain(obj, filename, *args, **kwargs):
+    def save_plain(obj, filename, async_write=False, *args, **kwargs):
         if isinstance(obj, dict):
             obj = as_plain_translation_state(obj)
-        return original_save(obj, filename, *args, **kwargs)
+        if async_write or not checkpoint_utils.PathManager.supports_rename(filename):
+            return original_save(obj, filename, async_write, *args, **kwargs)
+        # fairseq's own retries torch.save into FILE.tmp twice, 2.5 s apart, and logs each
+        # traceback: a full disk or a read-only folder (no retry mends them) was three tracebacks,
+        # 5 s and a stray FILE.tmp. Here: one OSError naming FILE, no temporary left.
+        from kd_nmt.common.atomic import atomic_torch_save
+
+        atomic_torch_save(obj, filename)
 
     checkpoint_utils.torch_persistent_save = save_plain
     checkpoint_utils._kd_nmt_patched = True

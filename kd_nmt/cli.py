@@ -72,7 +72,21 @@ def fairseq_train(argv):
     return _run_fairseq("train", argv)
 
 
+def _results_file(path, mode="r", *args, **kwargs):
+    """fairseq_cli.generate's ``open`` of ``--results-path``'s ``generate-SUBSET.txt``, through a
+    temporary renamed into place (fairseq wrote it line by line in place: a full disk or a kill
+    left a half that reads like a finished run)."""
+    from kd_nmt.common.atomic import atomic_file
+
+    if "w" not in mode:
+        return open(path, mode, *args, **kwargs)
+    return atomic_file(path)
+
+
 def fairseq_generate(argv):
+    import fairseq_cli.generate
+
+    fairseq_cli.generate.open = _results_file  # the one file it writes (module-level name lookup)
     return _run_fairseq("generate", argv)
 
 

@@ -4,6 +4,7 @@ The CLI prints its message alone, without a traceback: it names the problem and 
 """
 import errno
 import os
+import re
 import sys
 
 
@@ -26,6 +27,20 @@ _OS_ADVICE = {
 }
 
 
+def unwritable(folder):
+    """Why no file can be created in ``folder`` — "does not exist", "is not a directory" (a file
+    stands there), "is on a read-only file system", "is not writable" — or None if one can."""
+    if not os.path.isdir(folder):
+        return "is not a directory" if os.path.exists(folder) else "does not exist"
+    if os.access(folder, os.W_OK):
+        return None
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    return "is on a read-only file system" if read_only else "is not writable"
+
+
 def describe_os_error(exc):
     """``"<path>: <what> (<what to do>)"`` for an OSError — the one line a command prints."""
     name = errno.errorcode.get(exc.errno, "")
@@ -33,6 +48,18 @@ def describe_os_error(exc):
     path = exc.filename if exc.filename is not None else "(no file)"
     advice = _OS_ADVICE.get(name)
     return f"{path}: {what}" + (f" ({advice})" if advice else "")
+
+
+# the last line of a Python traceback that ends in an OSError: "OSError: [Errno 28] No space ..."
+_OS_ERROR_LINE = re.compile(r"^\w*Error: \[Errno (\d+)\] ([^:]+?)(?:: '([^']*)')?$")
+
+
+def os_error_in(output):
+    """The OSError a Python child process died of (its traceback's last line, in ``output``),
+    or None: a child's full disk is the parent's one line, not its traceback."""
+    lines = (output or "").strip().splitlines()
+    match = _OS_ERROR_LINE.match(lines[-1].strip()) if lines else None
+    return OSError(int(match[1]), match[2], match[3]) if match else None
 
 
 def report_errors(prog, func, *args):

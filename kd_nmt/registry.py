@@ -29,6 +29,10 @@ idempotent and scoped to the module named:
   ``--bf16``/``--amp`` with ``--cpu`` train under autocast with float32 weights (fairseq would
   cast the model itself to bf16).
 
+* ``fairseq.data.indexed_dataset.MMapIndexedDataset._do_init`` and ``__del__`` —
+  ``common.data_bin.install_indexed_dataset_check``: a cut-short ``.bin`` or ``.idx`` was read
+  until a traceback mid-run; it is one error naming the file when the split is opened.
+
 With CUDA available and no ``--cpu``, the distributed and bf16 patches change nothing.
 ``sys.excepthook`` is wrapped so that a ``KDNMTError`` raised inside fairseq-train/-generate prints
 one line.
@@ -36,6 +40,7 @@ one line.
 import sys
 
 from kd_nmt.checkpoint import install_criterion_state_patch, install_fairseq_patches
+from kd_nmt.common.data_bin import install_indexed_dataset_check
 from kd_nmt.distributed import install_distributed_patches
 from kd_nmt.errors import KDNMTError
 from kd_nmt.precision import install_bf16_patches
@@ -44,6 +49,7 @@ install_fairseq_patches()
 install_criterion_state_patch()
 install_distributed_patches()
 install_bf16_patches()
+install_indexed_dataset_check()
 
 from kd_nmt import architectures, criterions, tasks  # noqa: F401,E402  (fairseq registrations)
 

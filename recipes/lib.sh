@@ -5,19 +5,28 @@
 # (training) or its output file (data, relabel, bench): rerunning a recipe resumes it. An
 # interrupted training resumes from its checkpoint_last.pt (fairseq's default).
 #
+# What the names mean (a student method, a Seq-KD data variant, a grid's folders and bench
+# names) is not decided here: kd_nmt/recipes/ holds it, tested, and scripts/recipe_plan.py answers
+# it; these functions ask, then chain the commands and skip what is done.
+#
 # Knobs (environment): SEED (1), THREADS (2: torch CPU threads for decoding), MAX_TOKENS (4096),
-# LR (1e-3), WARMUP (200), DIVERGENCE (fkl), BEAM (5). The Seq-KD data of seq_kd and word_seq
-# (recipes that call with_seqkd_knobs; see "Seq-KD data variants" below): MONO=N relabeled
-# monolingual German lines appended (MONO_FILE: raw German text, default: python -m
-# data.monolingual's), NBEST=N (the teacher's top N per source), FILTER=1 (kd-nmt filter; with
-# BACKWARD=B.pt also the backward score, FILTER_DROP 0.05), MBR=chrf|bleu.
+# LR (1e-3), WARMUP (200), BEAM (5), MONO_FILE (raw German text for +monoN, default: python -m
+# data.monolingual's), BACKWARD (B.pt: +filter also drops the worst FILTER_DROP (0.05) backward
+# scores). Read by kd_nmt/recipes (each module's KNOBS): DIVERGENCE (fkl), SELECT_RATE (0.5),
+# ON_POLICY (0.5), CACHE_TOPK (0), CACHE_MODE (topk-tail) in methods.py; the Seq-KD data of
+# seq_kd and word_seq in the recipes that call with_seqkd_knobs, NBEST=N, MBR=chrf|bleu, MONO=N,
+# FILTER=1, in variants.py; STUDENT_INIT (1), INIT_LR (5e-4), INIT_WARMUP (30) in grid.py.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # a mistyped knob (STUDENT_UPDATE=300) stops the recipe here with one line instead of being ignored
 python "$REPO/scripts/check_knobs.py" || exit 2
-: "${SEED:=1}" "${THREADS:=2}" "${MAX_TOKENS:=4096}" "${LR:=1e-3}" "${WARMUP:=200}"
-: "${DIVERGENCE:=fkl}" "${BEAM:=5}"
+: "${SEED:=1}" "${THREADS:=2}" "${MAX_TOKENS:=4096}" "${LR:=1e-3}" "${WARMUP:=200}" "${BEAM:=5}"
+# the knobs kd_nmt/recipes reads from the environment: exported, so that a recipe's own
+# assignment (NBEST=4 after sourcing this file) reaches scripts/recipe_plan.py as well
+PLAN_KNOBS=$(python "$REPO/scripts/recipe_plan.py" knobs) || exit 2
+mapfile -t PLAN_KNOBS <<<"$PLAN_KNOBS"
+export "${PLAN_KNOBS[@]}"
 DEVICE_ARGS=$(python -c "import torch; print('' if torch.cuda.is_available() else '--cpu')")
 # PRECISION=auto (default): bf16 autocast where the CPU multiplies bfloat16 natively (AVX-512 BF16,
 # AMX; kd_nmt/precision.py), float32 elsewhere; PRECISION=bf16 / fp32 force one
@@ -119,81 +128,42 @@ corpus_and_teacher() {
     export TEACHER
 }
 
-# kd_teacher TEACHER BIN: the options of word-level KD from a teacher cache over BIN's train split
-# (with CACHE_TOPK=k > 0; the default 0 keeps the live TEACHER): a cache of CACHE_MODE (topk-tail: the k ids plus the
-# rest mass, the gradient closest to the live teacher's in docs/cost.md) built once into
-# BIN-cache-MODEk (kd-nmt cache-teacher resumes and skips finished chunks). A live 7.6M teacher
-# runs a forward per batch: a 0.7M student trains ~3x slower with it than with a cache.
-kd_teacher() {
-    local teacher=$1 bin=${2%/} k=$CACHE_TOPK mode=${CACHE_MODE:-topk-tail}
-    local cache=$bin-cache-$mode$k
-    log "teacher cache $cache (kd-nmt cache-teacher; finished chunks are skipped)"
-    kd-nmt cache-teacher --teacher "$teacher" --data-bin "$bin" --split train --topk "$k" --mode "$mode" \
-        --out "$cache" --no-progress >&2 || return 1
-    echo "--teacher-cache $cache"
-}
+# plan ARGS...: scripts/recipe_plan.py's answer (kd_nmt/recipes); its error line already printed
+plan() { python "$REPO/scripts/recipe_plan.py" "$@"; }
 
 # student METHOD SAVE_DIR DATA_DIR ARCH UPDATES TEACHER SEQKD_BIN [more options]: one KD method
+# (kd_nmt/recipes/methods.py: the data-bin it trains on, its options, its teacher). With
+# CACHE_TOPK=k a word-level method learns from a teacher cache of its own data-bin, built here
+# first (kd-nmt cache-teacher, once per data-bin: it resumes and skips finished chunks; nothing is
+# built for a finished student).
 student() {
-    local method=$1 save=$2 data=$3 arch=$4 updates=$5 teacher=$6 seqkd=$7
+    local method=$1 save=$2 updates=$5 answer args cache
+    local where=(--save "$2" --data "$3" --arch "$4" --updates "$5" --teacher "$6" --seqkd "$7")
     shift 7
-    local ce=(--task translation --criterion label_smoothed_cross_entropy)
-    local kd=(--task kd_translation --criterion word_kd --kd-alpha 0.5 --kd-divergence "$DIVERGENCE")
-    # the word-level methods' teacher on the data they train on: live, or a cache (kd_teacher)
-    local teach=(--teacher-path "$teacher") on=
-    case $method in
-        word_kd | todi | selective_kd | hybrid_kd) on=$data/bin ;;
-        word_seq) on=$seqkd ;;
-        word_seq+*) on=$(variant_bin "$seqkd" "$method") ;;
-    esac
-    if [ -n "$on" ] && [ "${CACHE_TOPK:-0}" != 0 ] && ! done_training "$save" "$updates"; then
-        local opts
-        opts=$(kd_teacher "$teacher" "$on") || return 1
-        read -ra teach <<<"$opts"
+    answer=$(plan student "$method" "${where[@]}") || return 2
+    mapfile -t args <<<"$answer"
+    if ! done_training "$save" "$updates"; then
+        answer=$(plan teacher-cache "$method" "${where[@]}") || return 2
+        if [ -n "$answer" ]; then
+            mapfile -t cache <<<"$answer"
+            log "teacher cache: kd-nmt cache-teacher ${cache[*]} (finished chunks are skipped)"
+            kd-nmt cache-teacher "${cache[@]}" --no-progress >&2 || return 1
+        fi
     fi
-    case $method in
-        baseline)  train "$save" "$data/bin" "$arch" "$updates" "${ce[@]}" "$@" ;;
-        word_kd)   train "$save" "$data/bin" "$arch" "$updates" "${kd[@]}" "${teach[@]}" "$@" ;;
-        todi)      train "$save" "$data/bin" "$arch" "$updates" "${kd[@]}" "${teach[@]}" --kd-divergence todi "$@" ;;
-        # selective KD (Wang et al. 2021): the KD term on the half of the tokens hardest for the
-        # student, against a global queue (the paper's best variant); SELECT_RATE (0.5)
-        selective_kd) train "$save" "$data/bin" "$arch" "$updates" "${kd[@]}" "${teach[@]}" --kd-select global \
-                       --kd-select-rate "${SELECT_RATE:-0.5}" "$@" ;;
-        # on-policy KD (GKD / ImitKD): the KD term of ON_POLICY (0.5) of the sentences on the
-        # student's own greedy output, scored by the live teacher
-        on_policy_kd) train "$save" "$data/bin" "$arch" "$updates" "${kd[@]}" --teacher-path "$teacher" \
-                       --kd-on-policy "${ON_POLICY:-0.5}" --kd-student-sampling greedy "$@" ;;
-        seq_kd)    train "$save" "$seqkd" "$arch" "$updates" "${ce[@]}" "$@" ;;
-        seq_kd+*)  train "$save" "$(variant_bin "$seqkd" "$method")" "$arch" "$updates" "${ce[@]}" "$@" ;;
-        word_seq+*) train "$save" "$(variant_bin "$seqkd" "$method")" "$arch" "$updates" "${kd[@]}" "${teach[@]}" "$@" ;;
-        seq_inter) train "$save" "${seqkd%-bin}-inter-bin" "$arch" "$updates" "${ce[@]}" "$@" ;;
-        word_seq)  train "$save" "$seqkd" "$arch" "$updates" "${kd[@]}" "${teach[@]}" "$@" ;;
-        hybrid_kd) train "$save" "$data/bin" "$arch" "$updates" --task kd_translation \
-                       "${teach[@]}" --sentence-kd-data "$seqkd" --criterion hybrid_kd \
-                       --kd-alpha 0.5 --kd-divergence "$DIVERGENCE" "$@" ;;
-        # the same with our remedy for a drifting gate: the gate's gradient sees each loss over
-        # its running mean (docs/hybrid.md)
-        hybrid_kd_norm) student hybrid_kd "$save" "$data" "$arch" "$updates" "$teacher" "$seqkd" \
-                       --gate-normalize "$@" ;;
-        # either, the gate's logit stepping N times faster (--gate-lr-scale N: Adam moves it by
-        # about the learning rate per update, 0.02 over a 60-update run — docs/hybrid.md)
-        hybrid_kd_lr[0-9]* | hybrid_kd_norm_lr[0-9]*)
-                   student "${method%_lr*}" "$save" "$data" "$arch" "$updates" "$teacher" "$seqkd" \
-                       --gate-lr-scale "${method##*_lr}" "$@" ;;
-        *) log "unknown method $method"; return 2 ;;
-    esac
+    train "${args[@]}" "$@"
 }
 
 # relabel TEACHER DATA_DIR OUT_BIN [kd-nmt relabel options]: the teacher's beam search over the
 # train source (CTranslate2 int8; outputs at most 1.2 x source + 10 tokens), binarized with the
 # student's dictionaries into OUT_BIN
 relabel() {
-    local teacher=$1 data=$2 out=$3
+    local teacher=$1 data=$2 out=$3 text
     shift 3
     if [ -e "$out/dict.en.txt" ]; then log "skip $out (done)"; return; fi
+    text=$(plan relabel-output "$out") || return 2  # OUT_BIN without -bin, .train.en
     log "relabel the train source with $teacher -> $out"
     kd-nmt relabel --teacher "$teacher" --data-bin "$data/bin" --input "$data/tok/train.de" \
-        --output "${out%-bin}.train.en" --beam "$BEAM" --threads "$THREADS" \
+        --output "$text" --beam "$BEAM" --threads "$THREADS" \
         --max-len-a 1.2 --max-len-b 10 \
         --backend ctranslate2 --binarize-to "$out" "$@"
 }
@@ -249,17 +219,17 @@ seq_inter_relabel() {
 # encoder, N decoder layers; _d3 keeps all three, a student as big as the shipped teacher) the
 # options that start every method's student from the teacher's own layers
 # (scripts/shrink_teacher.py -> ROOT/init/ARCH.pt, fine-tuned with INIT_LR 5e-4 and INIT_WARMUP 30
-# updates); nothing for other sizes or with STUDENT_INIT=0 (random weights)
+# updates); nothing for other sizes or with STUDENT_INIT=0 (random weights): kd_nmt/recipes/grid.py
 student_init() {
-    local root=$1 teacher=$2 arch=$3
-    case $arch in *_d[0-9]) ;; *) return 0 ;; esac
-    [ "${STUDENT_INIT:-1}" != 0 ] || return 0
-    local init=$root/init/$arch.pt
+    local root=$1 teacher=$2 arch=$3 answer layers init options
+    answer=$(plan init "$arch" --root "$root") || return 2
+    eval "$answer"  # layers, init, options
+    [ -n "$layers" ] || return 0
     if [ ! -e "$init" ]; then
-        python scripts/shrink_teacher.py --teacher "$teacher" --decoder-layers "spread:${arch##*_d}" \
+        python scripts/shrink_teacher.py --teacher "$teacher" --decoder-layers "spread:$layers" \
             --out "$init" >&2
     fi
-    echo "--finetune-from-model $init --lr ${INIT_LR:-5e-4} --warmup-updates ${INIT_WARMUP:-30}"
+    echo "${options[*]}"
 }
 
 # grid ROOT DATA_DIR SEQKD_BIN TEACHER UPDATES "ARCHS" "METHODS" [more options]: every (arch,
@@ -267,13 +237,14 @@ student_init() {
 # transformer_kd_); students of a shrunk-teacher size start from the teacher's layers
 # (student_init); the more options go to every student
 grid() {
-    local root=$1 data=$2 seqkd=$3 teacher=$4 updates=$5 archs=$6 methods=$7 arch method init
+    local root=$1 data=$2 seqkd=$3 teacher=$4 updates=$5 archs=$6 methods=$7 arch method init size
     shift 7
     for arch in $archs; do
         init=$(student_init "$root" "$teacher" "$arch")
+        size=$(plan size "$arch") || return 2
         for method in $methods; do
             # shellcheck disable=SC2086  # init: options, split on spaces
-            student "$method" "$root/${arch#transformer_kd_}/$method" "$data" "$arch" "$updates" \
+            student "$method" "$root/$size/$method" "$data" "$arch" "$updates" \
                 "$teacher" "$seqkd" $init "$@"
         done
     done
@@ -283,18 +254,10 @@ grid() {
 # student of a grid (columns method, size and, with TAG=key=value, one more); p-values of each
 # size against its own baseline student (the teacher against the first size's)
 grid_bench() {
-    local out=$1 root=$2 data=$3 split=$4 teacher=$5 archs=$6 methods=$7 tag=${8:-}
-    local names="${tag:+name=teacher,$tag}" checkpoints=("$teacher") arch method size first=
-    names=${names:-teacher}
-    for arch in $archs; do
-        size=${arch#transformer_kd_}
-        for method in $methods; do
-            names+=" method=$method,size=$size${tag:+,$tag}"
-            checkpoints+=("$root/$size/$method/checkpoint_best.pt")
-            [ -n "$first" ] || [ "$method" != baseline ] || first="baseline/$size${tag:+/${tag#*=}}"
-        done
-    done
-    BASELINE=${first:-teacher} BASELINE_PER=size bench "$out" "$data" "$split" "$names" "${checkpoints[@]}"
+    local out=$1 data=$3 split=$4 answer names checkpoints baseline
+    answer=$(plan bench-grid --root "$2" --teacher "$5" --archs "$6" --methods "$7" --tag "${8:-}") || return 2
+    eval "$answer"  # names, checkpoints, baseline (kd_nmt/recipes/grid.py)
+    BASELINE=$baseline BASELINE_PER=size bench "$out" "$data" "$split" "$names" "${checkpoints[@]}"
 }
 
 # backward_model SAVE_DIR DATA_BIN ARCH UPDATES [fairseq-train options...]: an en->de model on the
@@ -308,45 +271,33 @@ backward_model() {
 }
 
 # ---- Seq-KD data variants ------------------------------------------------------------------
-# A variant is a method name with +parts: seq_kd+filter, word_seq+nbest4+mono3000, ... Parts:
-#   +nbestN   the teacher's N best hypotheses per source, each source N times (relabel --keep-nbest)
-#   +mbrU     per source the MBR choice (utility U: chrf or bleu) among the teacher's 5-best
-#   +monoN    N monolingual German lines (MONO_FILE, default data/corpus/mono-de/mono.de from
-#             python -m data.monolingual), relabeled the same way, appended after the train pairs
-#   +filter   kd-nmt filter's cheap checks (empty, repeats > 3, length ratio outside 0.5-2.5,
-#             duplicates) and, when BACKWARD is set, its worst FILTER_DROP (0.05) backward scores
-# Its data-bin is ${SEQKD_BIN%-bin}+parts-bin. hybrid_kd always takes the plain SEQKD_BIN: it pairs
-# line i of the Seq-KD data with gold line i.
-
-# variant_bin SEQKD_BIN METHOD: the data-bin of METHOD's +parts
-variant_bin() { printf '%s+%s-bin' "${1%-bin}" "${2#*+}"; }
+# A variant is a method name with +parts: seq_kd+filter, word_seq+nbest4+mono3000, ... The parts
+# (+nbestN, +mbrchrf, +mbrbleu, +monoN, +filter), their files and the data-bin
+# ${SEQKD_BIN%-bin}+parts-bin: kd_nmt/recipes/variants.py. hybrid_kd always takes the plain
+# SEQKD_BIN: it pairs line i of the Seq-KD data with gold line i.
 
 # seqkd_suffix: the +parts the knobs NBEST (> 1), MBR, MONO (> 0) and FILTER (1) ask for
 seqkd_suffix() {
-    local suffix=
-    if [ "${NBEST:-0}" -gt 1 ]; then suffix+="+nbest$NBEST"; fi
-    if [ -n "${MBR:-}" ]; then suffix+="+mbr$MBR"; fi
-    if [ "${MONO:-0}" -gt 0 ]; then suffix+="+mono$MONO"; fi
-    if [ "${FILTER:-0}" = 1 ]; then suffix+="+filter"; fi
-    printf '%s' "$suffix"
+    local answer
+    answer=$(plan suffix) || return 2
+    printf '%s' "$answer"
 }
 
-# with_seqkd_knobs "METHODS": the methods, seq_kd and word_seq turned into the knobs' variant
+# with_seqkd_knobs "METHODS": the methods (checked: a mistyped one stops the recipe here), seq_kd
+# and word_seq turned into the knobs' variant
 with_seqkd_knobs() {
-    local suffix method out=()
-    suffix=$(seqkd_suffix)
-    for method in $1; do
-        case $method in seq_kd | word_seq) out+=("$method$suffix") ;; *) out+=("$method") ;; esac
-    done
-    printf '%s' "${out[*]}"
+    local answer
+    answer=$(plan with-knobs "$1") || return 2
+    printf '%s' "$answer"
 }
 
 # seqkd_variants TEACHER DATA_DIR SEQKD_BIN "METHODS": the data-bin of every variant in METHODS
 seqkd_variants() {
-    local method
-    for method in $4; do
-        case $method in *+*) seqkd_data "$1" "$2" "$3" "+${method#*+}" ;; esac
-    done
+    local answer parts
+    answer=$(plan variants "$4") || return 2
+    [ -n "$answer" ] || return 0
+    mapfile -t parts <<<"$answer"
+    for answer in "${parts[@]}"; do seqkd_data "$1" "$2" "$3" "$answer"; done
 }
 
 # relabel_text TEACHER DATA_DIR INPUT OUTPUT [kd-nmt relabel options]: the teacher's translation
@@ -362,62 +313,48 @@ relabel_text() {
         --no-progress "$@"
 }
 
-# mono_source DATA_DIR N: DATA_DIR/tok/monoN.de, the first N lines of MONO_FILE (default: built by
-# python -m data.monolingual) normalised and sentencepiece'd as the corpus
+# mono_source DATA_DIR N OUT: OUT (DATA_DIR/tok/monoN.de), the first N lines of MONO_FILE (default:
+# built by python -m data.monolingual) normalised and sentencepiece'd as the corpus
 mono_source() {
-    local data=$1 n=$2 file=${MONO_FILE:-}
-    if [ -e "$data/tok/mono$n.de" ]; then return; fi
+    local data=$1 n=$2 out=$3 file=${MONO_FILE:-}
+    if [ -e "$out" ]; then return; fi
     if [ -z "$file" ]; then
         python -m data.monolingual >&2
         file=$REPO/data/corpus/mono-de/mono.de
     fi
-    python "$REPO/scripts/encode_text.py" --spm "$data/spm.model" --lang de --max-lines "$n" \
-        "$file" "$data/tok/mono$n.de"
+    python "$REPO/scripts/encode_text.py" --spm "$data/spm.model" --lang de --max-lines "$n" "$file" "$out"
 }
 
-# seqkd_data TEACHER DATA_DIR SEQKD_BIN +PARTS: one variant's data-bin (see above). The 1-best
-# text of relabel() (SEQKD_BIN without -bin, .train.en) is reused; every step skips what exists.
+# seqkd_data TEACHER DATA_DIR SEQKD_BIN +PARTS: one variant's data-bin (its files and options:
+# kd_nmt/recipes/variants.py). The 1-best text of relabel() (SEQKD_BIN without -bin, .train.en)
+# is reused; every step skips what exists.
 seqkd_data() {
-    local teacher=$1 data=$2 seqkd=$3 parts=$4
-    local base=${seqkd%-bin} part keep=1 mono=0 filter=0 decode=() tag='' plist
-    local dest=$base$parts-bin
+    local teacher=$1 data=$2 answer i src tgt
+    local dest decode mono mono_input inputs targets sources joined_source joined_target filter
+    local kept_source kept_target repeat extra_lines
+    answer=$(plan variant "$4" --seqkd "$3" --data "$data") || return 2
+    eval "$answer"
     if [ -e "$dest/dict.en.txt" ]; then log "skip $dest (done)"; return; fi
-    IFS=+ read -ra plist <<<"${parts#+}"
-    for part in "${plist[@]}"; do
-        case $part in
-            nbest[0-9]*) keep=${part#nbest}; decode=(--nbest "$keep" --keep-nbest "$keep"); tag+="+$part" ;;
-            mbrchrf | mbrbleu) decode=(--nbest 5 --select-by-mbr "${part#mbr}"); tag+="+$part" ;;
-            mono[0-9]*) mono=${part#mono} ;;
-            filter) filter=1 ;;
-            *) log "unknown Seq-KD variant part +$part (nbestN, mbrchrf, mbrbleu, monoN, filter)"; return 2 ;;
-        esac
-    done
     # the teacher's text for the train source (and the monolingual one), decoded as the parts ask
-    local sources=() targets=() input name
-    local inputs=("$data/tok/train.de")
-    if [ "$mono" -gt 0 ]; then mono_source "$data" "$mono"; inputs+=("$data/tok/mono$mono.de"); fi
-    for input in "${inputs[@]}"; do
-        name=$(basename "$input" .de)
-        relabel_text "$teacher" "$data" "$input" "$base$tag.$name.en" "${decode[@]}"
-        targets+=("$base$tag.$name.en")
-        if [ "$keep" -gt 1 ]; then sources+=("$base$tag.$name.en.source"); else sources+=("$input"); fi
+    if [ -n "$mono_input" ]; then mono_source "$data" "$mono" "$mono_input"; fi
+    for i in "${!inputs[@]}"; do
+        relabel_text "$teacher" "$data" "${inputs[i]}" "${targets[i]}" "${decode[@]}"
     done
-    local pair=${dest%-bin}
-    if [ "$mono" -gt 0 ]; then  # one aligned pair: the train lines, then the monolingual ones
-        cat "${sources[@]}" >"$pair.de.tmp" && mv "$pair.de.tmp" "$pair.de"
-        cat "${targets[@]}" >"$pair.en.tmp" && mv "$pair.en.tmp" "$pair.en"
-        sources=("$pair.de") targets=("$pair.en")
+    src=${sources[0]} tgt=${targets[0]}
+    if [ -n "$joined_source" ]; then  # one aligned pair: the train lines, then the monolingual ones
+        cat "${sources[@]}" >"$joined_source.tmp" && mv "$joined_source.tmp" "$joined_source"
+        cat "${targets[@]}" >"$joined_target.tmp" && mv "$joined_target.tmp" "$joined_target"
+        src=$joined_source tgt=$joined_target
     fi
     if [ "$filter" = 1 ]; then
-        log "filter ${targets[0]} -> $dest${BACKWARD:+ (backward model $BACKWARD)}"
-        kd-nmt filter --source "${sources[0]}" --hypothesis "${targets[0]}" \
-            --output-source "$pair.kept.de" --output-target "$pair.kept.en" \
+        log "filter $tgt -> $dest${BACKWARD:+ (backward model $BACKWARD)}"
+        kd-nmt filter --source "$src" --hypothesis "$tgt" \
+            --output-source "$kept_source" --output-target "$kept_target" \
             --drop-empty --max-repeats 3 --length-ratio 0.5 2.5 --dedup \
             ${BACKWARD:+--backward-model "$BACKWARD" --drop-fraction "${FILTER_DROP:-0.05}"} \
             --data-bin "$data/bin" --threads "$THREADS" --no-progress --binarize-to "$dest"
     else
-        kd-nmt relabel binarize --data-bin "$data/bin" --source "${sources[0]}" \
-            --target "${targets[0]}" --repeat "$keep" --extra-lines "$((mono * keep))" \
-            --workers 1 --destdir "$dest"
+        kd-nmt relabel binarize --data-bin "$data/bin" --source "$src" --target "$tgt" \
+            --repeat "$repeat" --extra-lines "$extra_lines" --workers 1 --destdir "$dest"
     fi
 }

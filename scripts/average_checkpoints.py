@@ -30,6 +30,7 @@ import tool_common  # noqa: F401  (puts the repository on sys.path)
 from tool_common import run_tool
 
 from kd_nmt.common.args import ArgumentParser, check_minimums
+from kd_nmt.common.atomic import atomic_torch_save
 from kd_nmt.errors import KDNMTError
 
 PROG = "average_checkpoints"
@@ -104,13 +105,9 @@ def main(argv):
     if any(os.path.abspath(path) == os.path.abspath(a.out) for path in paths):
         raise KDNMTError(f"--out {a.out!r} is one of the inputs: choose another file")
 
-    import torch
-
     state = average(paths)
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    tmp = f"{a.out}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, a.out)
+    atomic_torch_save(state, a.out)  # (torch.save: a full disk was a RuntimeError traceback)
     names = ", ".join(os.path.basename(path) for path in paths)
     print(f"{PROG}: mean of {len(paths)} checkpoints ({names}) -> {a.out}", file=sys.stderr)
 

@@ -17,6 +17,7 @@ import tool_common  # noqa: F401  (puts the repository on sys.path)
 from tool_common import run_tool
 
 from kd_nmt.common.args import ArgumentParser
+from kd_nmt.common.atomic import atomic_write
 from kd_nmt.common.lines import read_lines
 from kd_nmt.errors import KDNMTError
 
@@ -42,9 +43,7 @@ def main(argv):
     args = p.parse_args(argv)
     scores = variants(read_lines(args.hyp, "hypothesis file"), read_lines(args.ref, "reference file"))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"hyp": args.hyp, "ref": args.ref, **scores}, f, indent=1)
-            f.write("\n")
+        atomic_write(args.json, json.dumps({"hyp": args.hyp, "ref": args.ref, **scores}, indent=1) + "\n")
     print(f"BLEU {scores['bleu']:.2f} (cased)  BLEU {scores['bleu_lc']:.2f} (lowercased)  chrF {scores['chrf']:.2f}"
           f"  [{scores['lines']} lines]")
     return 0

@@ -17,6 +17,7 @@ import tool_common  # noqa: F401  (puts the repository on sys.path)
 from tool_common import run_tool
 
 from kd_nmt.common.args import ArgumentParser, check_minimums
+from kd_nmt.common.atomic import atomic_file
 from kd_nmt.common.lines import TextFile
 from kd_nmt.errors import KDNMTError
 
@@ -44,11 +45,9 @@ def main(argv):
 
     norm = MosesPunctNormalizer(lang=a.lang)
     sp = spm.SentencePieceProcessor(model_file=a.spm)
-    tmp = f"{a.out}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+    with atomic_file(a.out) as f:
         for line in lines:
             f.write(" ".join(sp.encode(norm.normalize(line).strip(), out_type=str)) + "\n")
-    os.replace(tmp, a.out)
     print(f"encode_text.py: {len(lines)} lines -> {a.out}", file=sys.stderr)
     return 0
 

@@ -29,13 +29,13 @@ The checkpoint is unpickled to convert it: export trusted checkpoints only.
 import datetime
 import json
 import os
-import shutil
 import sys
 
 import tool_common  # noqa: F401  (puts the repository on sys.path)
 from tool_common import run_tool
 
 from kd_nmt.common.args import ArgumentParser
+from kd_nmt.common.atomic import atomic_copy, atomic_write
 from kd_nmt.common.hashing import sha256_file
 from kd_nmt.errors import KDNMTError
 
@@ -99,11 +99,7 @@ def write_manifest(out, checkpoint, quantization, dict_paths, spm_path):
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "files": files,
     }
-    tmp = os.path.join(out, MANIFEST + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, os.path.join(out, MANIFEST))
+    atomic_write(os.path.join(out, MANIFEST), json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
@@ -138,7 +134,7 @@ def main(argv):
     del state
     ensure_converted(a.checkpoint, data_bin, a.source_lang, a.target_lang, a.quantization, a.out,
                      log=lambda message: print(f"{PROG}: {message}", file=sys.stderr))
-    shutil.copyfile(spm_path, os.path.join(a.out, "spm.model"))
+    atomic_copy(spm_path, os.path.join(a.out, "spm.model"))
     write_manifest(a.out, a.checkpoint, a.quantization, dict_paths, spm_path)
     size = os.path.getsize(os.path.join(a.out, "model.bin")) / 2**20
     print(f"{PROG}: {a.checkpoint} -> {a.out} ({a.quantization}, model.bin {size:.1f} MiB)", file=sys.stderr)

@@ -774,10 +774,10 @@ def prepare_work(work, out):
 
 
 def write_report(path, report):
+    from kd_nmt.common.atomic import atomic_write  # (kd_nmt is imported by now: tool_common)
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(report, indent=2) + "\n")
 
 
 def run_check(args, p, out):

@@ -16,6 +16,7 @@ beam search (``kd-nmt bench`` gives the latter); the curve's purpose is its shap
 """
 import csv
 import glob
+import io
 import os
 import re
 import sys
@@ -24,6 +25,7 @@ import tool_common  # noqa: F401  (puts the repository on sys.path)
 from tool_common import run_tool
 
 from kd_nmt.common.args import ArgumentParser
+from kd_nmt.common.atomic import atomic_file, atomic_write
 from kd_nmt.errors import KDNMTError
 
 HEADER = ["updates", "split", "bleu", "chrf", "checkpoint"]
@@ -47,23 +49,26 @@ def read_rows(tsv):
 
 
 def append_row(tsv, row):
-    new = not os.path.exists(tsv)
-    with open(tsv, "a", encoding="utf-8", newline="") as f:
-        w = csv.writer(f, delimiter="\t")
-        if new:
-            w.writerow(HEADER)
-        w.writerow([row[k] for k in HEADER])
+    """``tsv`` with ``row`` added, rewritten whole (an append cut short by a full disk left half a
+    row that the resume read as scored)."""
+    buffer = io.StringIO()
+    w = csv.writer(buffer, delimiter="\t", lineterminator="\r\n")  # csv's default line ends
+    w.writerow(HEADER)
+    for old in read_rows(tsv):
+        w.writerow([old[k] for k in HEADER])
+    w.writerow([row[k] for k in HEADER])
+    atomic_write(tsv, buffer.getvalue())
 
 
 def score_checkpoint(path, data, split, beam, threads):
     """(BLEU, chrF) of checkpoint ``path`` on ``split``, decoded with CTranslate2 int8."""
     import sentencepiece as spm
-    import torch
 
     from kd_nmt.bench.metrics import corpus_scores
+    from kd_nmt.checkpoint import load_checkpoint
     from kd_nmt.relabel.ct2_backend import CT2Backend
 
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_checkpoint(path)  # (torch.load: a cut-short checkpoint was a traceback)
     # output length bound 1.2 x source + 10: an early checkpoint that babbles would otherwise
     # decode 200 tokens per sentence, and no reference is that long
     backend = CT2Backend(path, state, os.path.join(data, "bin"), "de", "en", beam=beam, threads=threads,
@@ -103,8 +108,11 @@ def plot(rows, png, title):
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_file(png, binary=True) as f:  # savefig to a path left half a PNG on a full disk
+            fig.savefig(f, dpi=110, format="png")
+    finally:
+        plt.close(fig)
 
 
 def main(argv=None):

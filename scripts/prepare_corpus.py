@@ -128,12 +128,12 @@ def main(argv):
     splits = find_splits(a.raw, src, tgt)
     counts = check_pairs(a.raw, src, tgt, splits)
 
-    from data.prepare import PrepareMismatch, prepare
+    from data.prepare import PrepareError, prepare
 
     try:
         bin_dir = prepare(a.raw, a.out, a.vocab, a.max_train, noise, a.seed, a.srcdict, a.spm_model,
                           src=src, tgt=tgt, splits=splits)
-    except PrepareMismatch as exc:
+    except PrepareError as exc:
         raise KDNMTError(str(exc)) from None
     if a.max_train:
         counts["train"] = min(counts["train"], a.max_train)

@@ -22,7 +22,7 @@ import tool_common  # noqa: F401  (puts the repository on sys.path)
 from tool_common import run_tool
 
 from kd_nmt.common.args import ArgumentParser
-from kd_nmt.common.atomic import atomic_write
+from kd_nmt.common.atomic import atomic_torch_save, atomic_write
 from kd_nmt.errors import KDNMTError
 
 
@@ -50,8 +50,7 @@ def prune(checkpoint, keeps, out):
         shipped = {k: v for k, v in state.items() if k != "last_optimizer_state"}
         shipped["model"] = pruned
         path = os.path.join(out, f"keep{keep:g}.pt")
-        torch.save(shipped, path + ".tmp")
-        os.replace(path + ".tmp", path)
+        atomic_torch_save(shipped, path)  # (torch.save: a full disk was a RuntimeError traceback)
         total = sum(pruned[n].numel() for n in names)
         nonzero = sum(int(pruned[n].count_nonzero()) for n in names)
         dense_params = sum(v.numel() for v in clones.values()) - total

@@ -29,13 +29,13 @@ differs (recipes call it before they use a shipped model).
 """
 import json
 import os
-import shutil
 import sys
 
 import tool_common  # noqa: F401  (puts the repository on sys.path)
 from tool_common import run_tool
 
 from kd_nmt.common.args import ArgumentParser
+from kd_nmt.common.atomic import atomic_copy, atomic_torch_save, atomic_write
 from kd_nmt.common.hashing import sha256_file as sha256
 
 FILES = ("model.pt", "spm.model", "dict.de.txt", "dict.en.txt")
@@ -96,12 +96,10 @@ def ship(checkpoints, data, out, note, info):
     shipped = {k: v for k, v in state.items() if k != "last_optimizer_state"}
     shipped.update(cfg=cfg, model=floats)
     shipped.setdefault("extra_state", {})["kd_nmt_shipped"] = {"averaged": [os.path.basename(p) for p in checkpoints]}
-    tmp = os.path.join(out, "model.pt.tmp")
-    torch.save(shipped, tmp)
-    os.replace(tmp, os.path.join(out, "model.pt"))
+    atomic_torch_save(shipped, os.path.join(out, "model.pt"))  # (torch.save: a full disk was a traceback)
     for name in FILES[1:]:
         src = os.path.join(data, name) if name == "spm.model" else os.path.join(data, "bin", name)
-        shutil.copyfile(src, os.path.join(out, name))
+        atomic_copy(src, os.path.join(out, name))
     manifest = {
         "files": {name: sha256(os.path.join(out, name)) for name in FILES},
         "averaged_checkpoints": [os.path.basename(p) for p in checkpoints],
@@ -128,13 +126,7 @@ def parse_info(items):
 
 
 def write_manifest(out, manifest):
-    path = os.path.join(out, "MANIFEST.json")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(path + ".tmp", path)
+    atomic_write(os.path.join(out, "MANIFEST.json"), json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
 
 
 def update(out, info):

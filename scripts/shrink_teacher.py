@@ -35,6 +35,7 @@ import tool_common  # noqa: F401  (puts the repository on sys.path)
 from tool_common import run_tool
 
 from kd_nmt.common.args import ArgumentParser
+from kd_nmt.common.atomic import atomic_torch_save
 from kd_nmt.errors import KDNMTError
 
 PROG = "shrink_teacher"
@@ -126,8 +127,6 @@ def main(argv):
     if os.path.abspath(a.out) == os.path.abspath(a.teacher):
         raise KDNMTError("--out is the teacher itself: choose another file")
 
-    import torch
-
     from kd_nmt.checkpoint import load_checkpoint
 
     state = load_checkpoint(a.teacher)
@@ -140,9 +139,7 @@ def main(argv):
         keep[side] = parse_layers(text, total[side], side) if text else list(range(total[side]))
     student = shrink(state, keep)
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    tmp = f"{a.out}.tmp"
-    torch.save(student, tmp)
-    os.replace(tmp, a.out)
+    atomic_torch_save(student, a.out)  # (torch.save: a full disk was a RuntimeError traceback)
     unique = {v.data_ptr(): v for v in student["model"].values() if v.is_floating_point()}
     params = sum(v.numel() for v in unique.values())
     print(f"{PROG}: encoder layers {keep['encoder']} of {total['encoder']}, decoder layers "

@@ -107,7 +107,8 @@ def test_cache_files_shapes_dtypes_and_values(cache8, data_bin, teacher_checkpoi
     sample = train_batch(task)
     with torch.no_grad():
         lprobs = torch.log_softmax(task.teacher.models[0](**sample["net_input"])[0], -1)
-    (ids, logp), nll = CachedTeacher.open(cache8, task).distribution(sample, like=lprobs)
+    targets, nll = CachedTeacher.open(cache8, task).targets(sample, like=lprobs)
+    ids, logp = targets.ids, targets.scores
     mask = sample["target"].ne(task.target_dictionary.pad())
     top, _ = lprobs.topk(8, -1)
     assert torch.allclose(logp[mask], top[mask], atol=2e-2)
@@ -169,7 +170,8 @@ def test_kd_topk_cuts_a_cache_to_its_top_k_or_refuses_more(cache8, live_setup):
     live_teacher = task.teacher
     task.teacher = CachedTeacher.open(cache8, task)
     try:
-        (ids, logp), _ = task.teacher.distribution(sample, like=torch.zeros(()))
+        targets, _ = task.teacher.targets(sample, like=torch.zeros(()))
+        ids, logp = targets.ids, targets.scores
         losses = {k: word_kd(cfg, task, kd_alpha=1.0, kd_topk=k)(model, sample)[2]["kd_loss"].item()
                   for k in (0, 3, 8)}
         with pytest.raises(KDNMTError, match=r"--kd-topk 9 asks for more .* holds \(its top 8\)"):
@@ -254,7 +256,7 @@ def test_validation_with_cache_is_student_ce(cache8, data_bin):
     assert "kd_loss" not in log
     # a valid batch handed to the cache (a criterion ignoring training_split_only): a clear error
     with pytest.raises(KDNMTError, match="does not match teacher cache"):
-        task.teacher.distribution(sample, like=torch.zeros(1))
+        task.teacher.targets(sample, like=torch.zeros(1))
 
 
 def copy_data_bin(data_bin, dest, replace=None):
@@ -326,7 +328,7 @@ def test_other_misuses_are_clear_errors(cache8, data_bin, teacher_checkpoint, tm
         build(teacher_checkpoint, data_bin, out, 4)
 
 
-# --------------------------------------------------------------------- modes (kd_nmt/sparse_teacher.py)
+# --------------------------------------------------------------------- modes (kd_nmt/teacher/cache_modes.py)
 
 
 @pytest.fixture(scope="module")
@@ -373,7 +375,7 @@ def test_sample_cache_files_and_one_pass(cache_sample, live_setup):
     try:
         criterion = word_kd(cfg, task, kd_alpha=1.0)
         _, _, log = criterion(model, sample)  # the one pass (training mode)
-        dist, _ = task.teacher.distribution(sample, like=torch.zeros(()))
+        dist, _ = task.teacher.targets(sample, like=torch.zeros(()))
     finally:
         task.teacher = live_teacher
     with torch.no_grad():

@@ -2,15 +2,18 @@
 
 Checked against the plain computation (fairseq's label-smoothed CE written out, the divergence
 through autograd) in value and gradient, for every divergence, across chunk boundaries and
-padding; and the in-place variant that writes the gradient over the teacher's scores.
+padding; and the in-place variant that writes the gradient over the teacher's scores. The teacher
+is a ``TeacherTargets`` (kd_nmt/teacher/): dense scores, or their top k.
 """
 import pytest
 import torch
 import torch.nn.functional as F
 
 from kd_nmt.criterions.kd_objective import KD_CHUNK_ROWS, ObjectiveParts, kd_objective
-from kd_nmt.criterions.word_kd import kd_term, top_k_support
+from kd_nmt.criterions.word_kd import kd_term
 from kd_nmt.divergences import DIVERGENCES, divergence
+from kd_nmt.teacher.dense import DenseTargets
+from kd_nmt.teacher.topk import TopKTargets
 
 PAD = 1
 
@@ -26,6 +29,11 @@ def plain(student, teacher, target, ce_weight, eps, kd_weight, name, tau):
     kd = divergence(name, student, teacher, temperature=tau).masked_fill(~mask, 0.0).sum()
     t_nll = -(F.log_softmax(teacher, -1).gather(-1, target.unsqueeze(-1)).squeeze(-1) * mask).sum()
     return ObjectiveParts(ce_weight * ce + kd_weight * kd, ce, nll.sum(), kd, t_nll)
+
+
+def top_k_support(teacher, k):
+    """Dense teacher scores ``[..., V]`` cut to their top ``k`` (0: all of them), as targets."""
+    return DenseTargets(scores=teacher).top_k(k)
 
 
 def batch(dtype=torch.float64, V=13):
@@ -44,8 +52,8 @@ def batch(dtype=torch.float64, V=13):
 def test_value_and_gradient_equal_the_plain_computation(name, tau):
     student, teacher, target = batch()
     ce_w, eps, kd_w = 0.3, 0.1, 0.7 * tau ** 2
-    got = kd_objective(student, teacher, target, PAD, ce_weight=ce_w, epsilon=eps, kd_weight=kd_w,
-                       name=name, temperature=tau, nll_of_teacher=True)
+    got = kd_objective(student, DenseTargets(scores=teacher), target, PAD, ce_weight=ce_w, epsilon=eps,
+                       kd_weight=kd_w, name=name, temperature=tau, nll_of_teacher=True)
     (got.objective * 2.5).backward()  # an upstream gradient other than 1 (hybrid_kd's gate)
     grad = student.grad.clone()
     student.grad = None
@@ -64,7 +72,7 @@ def test_sparse_teacher_renormalises_over_its_ids_like_kd_term(name):
     # over the teacher's ids (kd_term's definition), the CE term sees the whole vocabulary
     student, teacher, target = batch()
     sparse = top_k_support(teacher, 4)
-    assert sparse[0].shape == (*target.shape, 4)
+    assert sparse.ids.shape == (*target.shape, 4)
     got = kd_objective(student, sparse, target, PAD, ce_weight=0.4, epsilon=0.1, kd_weight=0.6 * 4,
                        name=name, temperature=2.0)
     got.objective.backward()
@@ -108,12 +116,13 @@ def test_without_ce_weight_the_gold_ce_and_nll_are_still_reported(tau, topk):
 def test_consume_teacher_writes_the_gradient_over_the_teacher_scores():
     student, teacher, target = batch(torch.float32, V=50)
     kept = teacher.clone()
-    ref = kd_objective(student, kept.clone(), target, PAD, ce_weight=0.5, epsilon=0.1, kd_weight=0.5, name="todi")
+    ref = kd_objective(student, DenseTargets(scores=kept.clone()), target, PAD, ce_weight=0.5, epsilon=0.1,
+                       kd_weight=0.5, name="todi")
     ref.objective.backward()
     ref_grad = student.grad.clone()
     student.grad = None
-    got = kd_objective(student, teacher, target, PAD, ce_weight=0.5, epsilon=0.1, kd_weight=0.5, name="todi",
-                       consume_teacher=True)
+    got = kd_objective(student, DenseTargets(scores=teacher), target, PAD, ce_weight=0.5, epsilon=0.1,
+                       kd_weight=0.5, name="todi", consume_teacher=True)
     assert got.objective.item() == pytest.approx(ref.objective.item(), rel=1e-6)
     assert not torch.equal(teacher, kept)  # the teacher's buffer now holds the gradient
     assert torch.allclose(teacher, ref_grad, atol=1e-7)
@@ -125,7 +134,8 @@ def test_consume_teacher_of_another_dtype_leaves_it_alone():
     student, teacher, target = batch(torch.float32, V=50)
     teacher64 = teacher.double()
     before = teacher64.clone()
-    kd_objective(student, teacher64, target, PAD, kd_weight=1.0, name="fkl", consume_teacher=True).objective.backward()
+    kd_objective(student, DenseTargets(scores=teacher64), target, PAD, kd_weight=1.0, name="fkl",
+                 consume_teacher=True).objective.backward()
     assert torch.equal(teacher64, before)  # no buffer to reuse: a new one was made
     assert torch.isfinite(student.grad).all()
 
@@ -144,7 +154,8 @@ def test_half_precision_gradient_is_the_exact_one_rounded_once(dtype, upstream):
     target = torch.randint(4, V, (1, N))
     # bf16 logits come from CPU autocast training (kd_nmt.precision): the pass runs inside it
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-        got = kd_objective(logits, teacher, target, PAD, ce_weight=0.5, epsilon=0.1, kd_weight=0.5, name="fkl")
+        got = kd_objective(logits, DenseTargets(scores=teacher), target, PAD, ce_weight=0.5, epsilon=0.1,
+                           kd_weight=0.5, name="fkl")
     assert got.objective.dtype == torch.float32
     (got.objective * upstream).backward()
     exact = logits.detach().double().requires_grad_(True)
@@ -169,10 +180,11 @@ def test_half_precision_gradient_is_the_exact_one_rounded_once(dtype, upstream):
 def test_shape_mismatch_is_one_clear_error():
     student, teacher, target = batch()
     with pytest.raises(ValueError, match=r"differ in shape"):
-        kd_objective(student, teacher[:, :-1], target, PAD, kd_weight=1.0, name="fkl")
-    ids, scores = top_k_support(teacher, 3)
+        kd_objective(student, DenseTargets(scores=teacher[:, :-1]), target, PAD, kd_weight=1.0, name="fkl")
+    sparse = top_k_support(teacher, 3)
     with pytest.raises(ValueError, match=r"do not match student logits"):
-        kd_objective(student, (ids[:, :-1], scores[:, :-1]), target, PAD, kd_weight=1.0, name="fkl")
+        kd_objective(student, TopKTargets(ids=sparse.ids[:, :-1], scores=sparse.scores[:, :-1]), target, PAD,
+                     kd_weight=1.0, name="fkl")
 
 
 def test_top_k_of_a_sparse_teacher_is_the_top_k_of_its_ids():
@@ -180,7 +192,7 @@ def test_top_k_of_a_sparse_teacher_is_the_top_k_of_its_ids():
     _, teacher, _ = batch()
     cached = top_k_support(teacher, 8)
     shuffled = torch.randperm(8)  # the order of the cached ids does not matter
-    cut = top_k_support((cached[0][..., shuffled], cached[1][..., shuffled]), 3)
+    cut = TopKTargets(ids=cached.ids[..., shuffled], scores=cached.scores[..., shuffled]).top_k(3)
     want = top_k_support(teacher, 3)
-    assert torch.equal(cut[0], want[0]) and torch.equal(cut[1], want[1])
-    assert top_k_support(cached, 8) is cached and top_k_support(cached, 0) is cached
+    assert torch.equal(cut.ids, want.ids) and torch.equal(cut.scores, want.scores)
+    assert cached.top_k(8) is cached and cached.top_k(0) is cached

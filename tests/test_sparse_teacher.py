@@ -1,4 +1,4 @@
-"""topk-tail and sample teachers (kd_nmt/sparse_teacher.py), built by the cache's own code.
+"""topk-tail and sample teachers (kd_nmt/teacher/tail.py, sampled.py), built by the cache's own code.
 
 Synthetic tensors only (fast): every teacher here comes from ``kd_nmt.cache.cli.sparse_rows``,
 what ``kd-nmt cache-teacher`` stores per token. The rest class against a hand computation; a
@@ -15,9 +15,11 @@ import torch.nn.functional as F
 
 from kd_nmt.cache.cli import sparse_rows
 from kd_nmt.criterions.kd_objective import KD_CHUNK_ROWS, kd_objective
-from kd_nmt.criterions.word_kd import kd_term, top_k_support
+from kd_nmt.criterions.word_kd import kd_term
 from kd_nmt.divergences import DIVERGENCES, divergence
-from kd_nmt.sparse_teacher import SampledTeacher, TailTeacher
+from kd_nmt.teacher.dense import DenseTargets
+from kd_nmt.teacher.sampled import SampledTargets
+from kd_nmt.teacher.tail import TailTargets
 
 PAD = 1
 
@@ -30,13 +32,13 @@ def cached(teacher_logits, mode, k, tau=1.0, draws=None, seed=0):
     rows = sparse_rows(lprobs, meta, torch.Generator().manual_seed(seed))
     rows = {name: x.reshape(tuple(shape) + tuple(x.shape[1:])) for name, x in rows.items()}
     if mode == "topk-tail":
-        return TailTeacher(temperature=tau, ids=rows["ids"], scores=rows["logp"], rest=rows["rest"])
-    return SampledTeacher(temperature=tau, ids=rows["ids"], counts=rows["count"], entropy=rows["entropy"])
+        return TailTargets(temperature=tau, ids=rows["ids"], scores=rows["logp"], rest=rows["rest"])
+    return SampledTargets(temperature=tau, ids=rows["ids"], counts=rows["count"], entropy=rows["entropy"])
 
 
 def kd_and_grad(student, teacher, name, tau):
     s = student.detach().clone().requires_grad_(True)
-    if isinstance(teacher, (TailTeacher, SampledTeacher)):
+    if isinstance(teacher, (TailTargets, SampledTargets)):
         kd = teacher.kd_per_token(s, name, tau).sum()
     else:
         kd = divergence(name, s, teacher, temperature=tau).sum()
@@ -114,8 +116,8 @@ def test_sampled_fkl_is_unbiased_in_value_and_gradient(tau):
     grad_se = grads.std(0) / math.sqrt(R)
     assert ((grads.mean(0) - full_grad).abs() <= 5 * grad_se + 1e-12).all()
     # the test has the power to see a bias: the top-8 renormalised loss is far outside the band
-    ids, scores = top_k_support(t, draws)
-    renormalised = divergence("fkl", s.gather(-1, ids), scores, temperature=tau).sum()
+    top = DenseTargets(scores=t).top_k(draws)
+    renormalised = divergence("fkl", s.gather(-1, top.ids), top.scores, temperature=tau).sum()
     assert abs(renormalised - full) > 10 * se
 
 

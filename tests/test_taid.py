@@ -53,10 +53,10 @@ def test_at_t_1_taid_is_word_kd_and_below_it_the_target_moves(data_bin, teacher_
     taid.taid.t, taid.taid.prev_loss = 0.4, math.inf
     loss, _, log = taid(model, sample)
     logits = model(**sample["net_input"])[0].detach()
-    teacher, _ = taid_task.teacher.distribution(sample, like=logits)
+    teacher, _ = taid_task.teacher.targets(sample, like=logits)
     target = sample["target"]
     real = target.ne(task.target_dictionary.pad())
-    p = F.softmax(0.6 * logits + 0.4 * teacher, -1)
+    p = F.softmax(0.6 * logits + 0.4 * teacher.scores, -1)
     hand = (p * (p.log() - F.log_softmax(logits, -1))).sum(-1)[real].sum()
     assert log["kd_loss"].item() == pytest.approx(hand.item(), rel=1e-4)
     assert taid.taid.prev_loss == pytest.approx(hand.item() / int(sample["ntokens"]), rel=1e-4)

@@ -7,9 +7,11 @@ import torch.nn.functional as F
 
 from helpers import first_batch, setup_in_process
 from kd_nmt.criterions.kd_objective import KD_CHUNK_ROWS, kd_objective
-from kd_nmt.criterions.word_kd import kd_term, top_k_support
+from kd_nmt.criterions.word_kd import kd_term
 from kd_nmt.divergences import DIVERGENCES, divergence
 from kd_nmt.errors import KDNMTError
+from kd_nmt.teacher.dense import DenseTargets
+from kd_nmt.teacher.topk import TopKTargets
 
 
 def kd_args(teacher, *extra):
@@ -84,8 +86,8 @@ def test_validation_loss_is_student_ce_on_gold(data_bin, teacher_checkpoint):
     assert loss.item() == pytest.approx(ce.item(), rel=1e-5)
     # the logged KD term is FKL(teacher || student) over the non-pad tokens, by hand
     with torch.no_grad():
-        teacher, _ = task.teacher.distribution(sample, like=s_logits)
-    p, log_q = F.softmax(teacher, -1), F.log_softmax(s_logits, -1)
+        teacher, _ = task.teacher.targets(sample, like=s_logits)
+    p, log_q = F.softmax(teacher.scores, -1), F.log_softmax(s_logits, -1)
     real = sample["target"].ne(task.target_dictionary.pad())
     hand_kd = (p * (p.log() - log_q)).sum(-1)[real].sum()
     assert log["kd_loss"].item() == pytest.approx(hand_kd.item(), rel=1e-4)
@@ -123,10 +125,11 @@ def test_a_sparse_teacher_of_every_id_is_the_full_vocabulary_loss(name):
     target = torch.randint(4, V, (B, T))
     target[1, -4:] = 1
     ids = torch.stack([torch.randperm(V) for _ in range(B * T)]).view(B, T, V)
-    sparse = (ids, teacher.gather(-1, ids))
-    assert top_k_support(sparse, V) is sparse and top_k_support(teacher, V) is teacher
+    dense = DenseTargets(scores=teacher)
+    sparse = TopKTargets(ids=ids, scores=teacher.gather(-1, ids))
+    assert sparse.top_k(V) is sparse and dense.top_k(V) is dense
     results = []
-    for dist in (teacher, sparse):
+    for dist in (dense, sparse):
         objective = kd_objective(student, dist, target, 1, ce_weight=0.3, epsilon=0.1, kd_weight=0.7 * 4,
                                  name=name, temperature=2.0)
         (objective.objective * 1.5).backward()
@@ -281,7 +284,7 @@ def test_memory_lean_path_has_the_plain_value_and_gradient(name):
     teacher = torch.randn(B, T, V, dtype=torch.float64)
     target = torch.randint(4, V, (B, T))
     target[0, -20:] = 1  # padding
-    lean = kd_term(student, teacher, target, 1, name, temperature=2.0)
+    lean = kd_term(student, DenseTargets(scores=teacher), target, 1, name, temperature=2.0)
     (lean * 3.0).backward()
     lean_grad = student.grad.clone()
     student.grad = None

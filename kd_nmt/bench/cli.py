@@ -454,10 +454,6 @@ def csv_text(rows, columns):
     return buffer.getvalue()
 
 
-def write_csv(path, rows, columns):
-    atomic_write(path, csv_text(rows, columns).encode("utf-8"))
-
-
 def tag_columns(systems):
     keys = []
     for _, tags in systems:
@@ -553,7 +549,7 @@ def main(argv=None):
         from kd_nmt.bench import deploy
         from kd_nmt.common.logging_setup import status
 
-        return deploy.run(args, test, systems, args.out, write_csv, file_stem, status("bench"))
+        return deploy.run(args, test, systems, args.out, csv_text, file_stem, status("bench"))
 
     batch_sentences = args.batch_sentences or 0
     backend = "fairseq" if args.backend == "fairseq" else f"ctranslate2-{args.ct2_quantization}"

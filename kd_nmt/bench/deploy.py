@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 
+from kd_nmt.common.atomic import atomic_write, publish_group
 from kd_nmt.common.ct2_conversion import QUANTIZATIONS
 from kd_nmt.errors import KDNMTError
 
@@ -61,8 +62,7 @@ def run_worker(job, workdir, label):
     job_path = os.path.join(workdir, f"{label}.job.json")
     result_path = os.path.join(workdir, f"{label}.result.json")
     log_path = os.path.join(workdir, f"{label}.log")
-    with open(job_path, "w", encoding="utf-8") as f:
-        json.dump(job, f)
+    atomic_write(job_path, json.dumps(job))
     env = dict(os.environ, OMP_NUM_THREADS=str(job["threads"]), MKL_NUM_THREADS=str(job["threads"]))
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen([sys.executable, WORKER, job_path, result_path], stdout=log,
@@ -106,7 +106,7 @@ def markdown(rows, meta):
     return "\n".join(lines), "\n".join(notes)
 
 
-def run(args, test, systems, out, write_csv, file_stem, status):
+def run(args, test, systems, out, csv_text, file_stem, status):
     """The deployment table of ``systems`` (``[(name, tags)]`` per ``args.checkpoint``) on ``test``."""
     from kd_nmt.bench import metrics
     from kd_nmt.bench.ct2_engine import convert
@@ -143,8 +143,7 @@ def run(args, test, systems, out, write_csv, file_stem, status):
             result, rss_mb = run_worker(job, workdir, f"{file_stem(name)}.{engine_name}")
             hyps = [test.detok(p) for p in result["pieces"]]
             hyp_file = f"{file_stem(name)}.{engine_name}.hyp"
-            with open(os.path.join(out, hyp_file), "w", encoding="utf-8") as f:
-                f.writelines(h + "\n" for h in hyps)
+            atomic_write(os.path.join(out, hyp_file), "".join(h + "\n" for h in hyps))
             scores = metrics.corpus_scores(hyps, test.references)
             secs = result["seconds"]
             words = sum(len(h.split()) for h in hyps)
@@ -174,15 +173,17 @@ def run(args, test, systems, out, write_csv, file_stem, status):
         "signatures": {"BLEU": rows[0]["bleu_signature"], "chrF": rows[0]["chrf_signature"]},
     }
     table, notes = markdown(rows, meta)
-    with open(os.path.join(out, "deploy.md"), "w", encoding="utf-8") as f:
-        f.write(table + "\n\n" + notes + "\n")
     tag_keys = [k for _, tags in systems for k in tags]
-    write_csv(os.path.join(out, "deploy.csv"), rows, COLUMNS[:1] + list(dict.fromkeys(tag_keys)) + COLUMNS[1:])
     figure = plot_speed_quality(rows, os.path.join(out, "deploy_speed_quality.png"))
     report = dict(meta, seconds=round(time.time() - started, 2), systems=rows, figure=os.path.basename(figure))
-    with open(os.path.join(out, "deploy.json"), "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+    # published together, deploy.md last (as bench's tables): a full disk left a complete-looking
+    # deploy.md beside a half-written deploy.json
+    publish_group([
+        (os.path.join(out, "deploy.csv"),
+         csv_text(rows, COLUMNS[:1] + list(dict.fromkeys(tag_keys)) + COLUMNS[1:]).encode("utf-8")),
+        (os.path.join(out, "deploy.json"), json.dumps(report, indent=2, ensure_ascii=False) + "\n"),
+        (os.path.join(out, "deploy.md"), table + "\n\n" + notes + "\n"),
+    ])
     print(table)
     print()
     print(notes)

@@ -199,8 +199,13 @@ def _save(plt, fig, ax, args, path, xlabel, ylabel, title):
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=args.dpi)
-    plt.close(fig)
+    from kd_nmt.common.atomic import atomic_file
+
+    try:
+        with atomic_file(path, binary=True) as f:  # savefig to a path left half a PNG on a full disk
+            fig.savefig(f, dpi=args.dpi, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 

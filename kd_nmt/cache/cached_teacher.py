@@ -1,14 +1,16 @@
 """``CachedTeacher``: the teacher's sparse distributions read from a cache, no model in memory.
 
-It offers the live ``kd_nmt.teacher.Teacher``'s ``distribution(sample, like)`` with a sparse
-``dist``. A ``topk`` cache gives ``(ids [B, T, k] long, log_probs [B, T, k])``;
-``word_kd.kd_term`` renormalises teacher and student over those ids. With k = V that is the
-full-vocabulary loss, to the precision of the stored log-probs: ~1e-5 relative for a float16
-cache (the default), float32 rounding for a float32 one (``kd_nmt.cache.store``). A
-``topk-tail`` cache gives a ``kd_nmt.sparse_teacher.TailTeacher``, a ``sample`` cache a
-``SampledTeacher``: the KD term without renormalisation. ``check_use`` refuses, in one line, a
-run that such a cache cannot serve (another temperature; a divergence a sample cache does not
-estimate; ``--kd-topk``).
+It is a ``kd_nmt.teacher.protocol.KDTeacher`` like the live ``kd_nmt.teacher.Teacher``: its
+``targets(sample, like)`` are those of the cache's mode (``kd_nmt.teacher.cache_modes``). A
+``topk`` cache gives ``TopKTargets`` (ids ``[B, T, k]``, log-probs ``[B, T, k]``), over which the
+KD term renormalises teacher and student. With k = V that is the full-vocabulary loss, to the
+precision of the stored log-probs: ~1e-5 relative for a float16 cache (the default), float32
+rounding for a float32 one (``kd_nmt.cache.store``). A ``topk-tail`` cache gives ``TailTargets``,
+a ``sample`` cache ``SampledTargets``: the KD term without renormalisation. ``check_use``
+refuses, in one line, a run that the cache's mode cannot serve (another temperature; a
+divergence a sample cache does not estimate; ``--kd-topk`` beyond its k, or at all).
+
+This module is the cache's I/O: the mode's class holds the math of what is stored and read.
 
 A cache holds one split (``train``). Opening it checks, with one clear KDNMTError each, that it
 is complete and whole and that it was built on this task's source/target dictionaries and on
@@ -24,10 +26,11 @@ import os
 import numpy as np
 import torch
 
-from kd_nmt.cache.store import TeacherCache, data_hash, describe, dictionary_hash
+from kd_nmt.cache.store import ARRAYS, TeacherCache, data_hash, describe, dictionary_hash
 from kd_nmt.common.dictionaries import describe_difference, load_dictionary
 from kd_nmt.errors import KDNMTError
-from kd_nmt.sparse_teacher import SAMPLE_DIVERGENCES, SampledTeacher, TailTeacher
+from kd_nmt.teacher.cache_modes import CACHE_MODES
+from kd_nmt.teacher.protocol import KDTeacher
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ def _check_dictionary(cache, side, dictionary):
     )
 
 
-class CachedTeacher:
+class CachedTeacher(KDTeacher):
     """Offline teacher: per-token top-k log-probs of one split, read by ``sample["id"]``."""
 
     # no teacher for batches of other splits: KD criterions skip the KD term in validation
@@ -59,6 +62,7 @@ class CachedTeacher:
         self.cache = cache
         self.padding_idx = padding_idx
         self.paths = list(cache.meta["teacher"]["paths"])
+        self.targets_type = CACHE_MODES[cache.mode]  # the mode's math, both sides
 
     def __len__(self):
         return len(self.paths)
@@ -75,29 +79,18 @@ class CachedTeacher:
     def mode(self):
         return self.cache.mode
 
+    @property
+    def name(self):
+        return f"{self.mode} cache"
+
+    @property
+    def interpolable(self):
+        return self.targets_type.interpolable
+
     def check_use(self, divergence, temperature, topk):
         """One KDNMTError if a run with these ``--kd-*`` options cannot use this cache's mode."""
-        mode, tau, where = self.cache.mode, self.cache.temperature, f"teacher cache {self.cache.path!r}"
-        if mode == "topk":
-            return  # renormalised over its ids: any divergence, temperature and --kd-topk <= k
-        rebuild = "rebuild the cache (kd-nmt cache-teacher --mode ...)"
-        if topk:
-            raise KDNMTError(
-                f"--kd-topk {topk} cuts a topk cache; {where} is a {mode} cache: drop --kd-topk "
-                f"or {rebuild.replace('...', 'topk')}"
-            )
-        if float(temperature) != tau:
-            raise KDNMTError(
-                f"{where} ({mode}) was built at temperature {tau:g} and serves only that one, the run "
-                f"asks for --kd-temperature {float(temperature):g}: use --kd-temperature {tau:g} or "
-                f"rebuild the cache with --temperature {float(temperature):g}"
-            )
-        if mode == "sample" and divergence not in SAMPLE_DIVERGENCES:
-            raise KDNMTError(
-                f"{where} is a sample cache, an unbiased estimate of {', '.join(SAMPLE_DIVERGENCES)} "
-                f"only, not of --kd-divergence {divergence}: use --kd-divergence fkl, or a topk-tail "
-                "cache for other divergences"
-            )
+        self.targets_type.check_use(f"teacher cache {self.cache.path!r}", self.cache.temperature, self.cache.k,
+                                    self.cache.vocab_size, divergence, temperature, topk)
 
     @classmethod
     def open(cls, path, task):
@@ -147,14 +140,14 @@ class CachedTeacher:
         return cls(cache, task.target_dictionary.pad())
 
     @torch.no_grad()
-    def distribution(self, sample, like):
-        """``((ids, log_probs), gold_nll)`` of a batch of the cached split, next to ``like``.
+    def targets(self, sample, like, with_nll=True):
+        """``(targets, gold_nll)`` of a batch of the cached split, next to ``like``.
 
-        ``ids`` ``[B, T, k]`` long, ``log_probs`` ``[B, T, k]`` (``like``'s dtype; the cached
-        full-vocabulary log-probs at temperature 1), ``gold_nll`` ``[B, T]`` the teacher's NLL of
-        the gold token. Padding positions hold ids ``0..k-1`` with equal scores and NLL 0.
-        topk-tail / sample caches: a ``TailTeacher`` / ``SampledTeacher`` of those ids in place of
-        the pair (rest, counts and entropy float32; 0 at padding positions).
+        The mode's targets (``from_cache``) of ids ``[B, T, k]`` long, their log-probs
+        ``[B, T, k]`` (``like``'s dtype; the cached full-vocabulary log-probs at temperature 1)
+        and the mode's other arrays (float32 ``[B, T, ...]``: rest, counts, entropy);
+        ``gold_nll`` ``[B, T]`` the teacher's NLL of the gold token, stored, so returned whatever
+        ``with_nll``. Padding positions hold ids ``0..k-1`` with equal scores, 0 elsewhere.
         """
         target = sample["target"]
         mask = target.ne(self.padding_idx)
@@ -183,19 +176,14 @@ class CachedTeacher:
         device, dtype = like.device, like.dtype
         ids, logp = ids.to(device, non_blocking=True), logp.to(device, dtype, non_blocking=True)
         nll = nll.to(device, dtype, non_blocking=True)
-        if self.cache.mode == "topk":
-            return (ids, logp), nll
 
-        def positions(name, *shape):  # float32 [B, T, *shape], the rows at the non-pad positions
-            x = torch.zeros(B, T, *shape, dtype=torch.float32)
+        def positions(name):  # float32 [B, T, ...], the rows at the non-pad positions
+            x = torch.zeros(B, T, *rows[name].shape[1:], dtype=torch.float32)
             x[cpu_mask] = torch.from_numpy(rows[name].astype(np.float32))
             return x.to(device, non_blocking=True)
 
-        tau = self.cache.temperature
-        if self.cache.mode == "topk-tail":
-            return TailTeacher(temperature=tau, ids=ids, scores=logp, rest=positions("rest")), nll
-        return SampledTeacher(temperature=tau, ids=ids, counts=positions("count", k),
-                              entropy=positions("entropy")), nll
+        arrays = {name: positions(name) for name in self.cache.arrays if name not in ARRAYS}
+        return self.targets_type.from_cache(ids, logp, arrays, self.cache.temperature), nll
 
     def _mismatch(self, sentence_ids, lengths, cached_lengths, tokens=False):
         where = f"teacher cache {self.cache.path!r} (split {self.split!r})"

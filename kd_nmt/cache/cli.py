@@ -2,7 +2,8 @@
 
 ``--mode topk`` (default) keeps the teacher's top-k ids and log-probs; ``topk-tail`` adds the
 mass outside them as one rest class; ``sample`` stores k draws from the tempered teacher (an
-unbiased fkl estimate). ``kd_nmt.sparse_teacher`` says what the KD term does with each.
+unbiased fkl estimate). Each mode's class (``kd_nmt.teacher.cache_modes``) holds what is stored
+and what the KD term does with it; this module drives the teacher and the files.
 
 The result trains word-level KD students without the teacher in memory
 (``--task kd_translation --teacher-cache CACHE``). The format is described in
@@ -19,10 +20,12 @@ import torch
 
 from kd_nmt.cache import store
 from kd_nmt.common.args import ArgumentParser, check_minimums
+from kd_nmt.common.atomic import atomic_file
 from kd_nmt.common.locks import take_lock
 from kd_nmt.common.logging_setup import setup_logging
 from kd_nmt.errors import KDNMTError
 from kd_nmt.precision import cpu_autocast
+from kd_nmt.teacher.cache_modes import CACHE_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -206,8 +209,8 @@ def prepare_out(out, meta, task):
     for name, dictionary in (("dict.src.txt", task.source_dictionary), ("dict.tgt.txt", task.target_dictionary)):
         path = os.path.join(out, name)
         if not os.path.exists(path):  # (equal by the dictionary hash when resuming)
-            dictionary.save(path + ".tmp")
-            os.replace(path + ".tmp", path)
+            with atomic_file(path) as f:
+                dictionary.save(f)
 
 
 def chunk_is_done(out, c, n_rows, meta):
@@ -225,25 +228,11 @@ def sparse_rows(lprobs, meta, generator):
     """What a chunk stores of ``lprobs`` ``[N, V]`` (float32, temperature 1): ``{name: [N, ...]}``.
 
     ids and logp in every mode (see ``kd_nmt.cache.store``); topk-tail adds the rest class,
-    sample the counts of the draws and the tempered teacher's entropy.
+    sample the counts of the draws and the tempered teacher's entropy: the mode's own
+    ``stored_rows`` (``kd_nmt.teacher.cache_modes``), at the cache's k and temperature.
     """
-    mode, k, tau = meta["mode"], meta["k"], float(meta["temperature"])
-    if mode != "sample":
-        logp, ids = lprobs.topk(k, dim=-1)
-        rows = {"ids": ids, "logp": logp}
-        if mode == "topk-tail":  # tau * logsumexp of the others at tau; -inf when k = V
-            rows["rest"] = torch.logsumexp(lprobs.scatter(-1, ids, float("-inf")) / tau, -1) * tau
-        return rows
-    lp_tau = torch.log_softmax(lprobs / tau, -1)
-    p_tau = lp_tau.exp()
-    draws = torch.multinomial(p_tau, meta["draws"], replacement=True, generator=generator)
-    counts = torch.zeros(lprobs.shape, dtype=torch.int32, device=lprobs.device)
-    counts.scatter_add_(1, draws, torch.ones_like(draws, dtype=torch.int32))
-    count, ids = counts.topk(k, dim=-1)  # the distinct ids drawn (then ids drawn 0 times)
-    return {
-        "ids": ids, "logp": lprobs.gather(-1, ids), "count": count,
-        "entropy": -(p_tau * lp_tau).sum(-1),
-    }
+    return CACHE_MODES[meta["mode"]].stored_rows(lprobs, meta["k"], float(meta["temperature"]),
+                                                 draws=meta.get("draws"), generator=generator)
 
 
 def move_to(sample, device):
@@ -258,7 +247,16 @@ def cache_chunk(out, c, first, end, offsets, dataset, teacher, meta, pad, args, 
     base = int(offsets[first])
     writer = store.ChunkWriter(out, c, int(offsets[end]) - base, meta["k"], meta["vocab_size"],
                                args.logp_dtype, meta["mode"], meta.get("draws"))
-    arrays = writer.arrays
+    try:
+        _fill_chunk(writer.arrays, c, first, end, base, offsets, dataset, teacher, meta, pad, args, device, progress)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _fill_chunk(arrays, c, first, end, base, offsets, dataset, teacher, meta, pad, args, device, progress):
+    """The rows of sentences [first, end) (chunk ``c``), into the chunk's ``arrays``."""
     # one stream per chunk: a resumed or rebuilt chunk draws the same ids (--mode sample)
     generator = torch.Generator(device=device).manual_seed(int(args.seed) * 1_000_003 + c)
     indices = np.arange(first, end, dtype=np.int64)
@@ -293,7 +291,6 @@ def cache_chunk(out, c, first, end, offsets, dataset, teacher, meta, pad, args, 
                 values = values.clamp_min(store.LOGP_MIN)
             arrays[name][rows] = values.cpu().numpy()
         progress.update(int(lengths.sum()))
-    writer.commit()
 
 
 def build(args):

@@ -69,6 +69,7 @@ import shutil
 
 import numpy as np
 
+from kd_nmt.common.atomic import atomic_file, atomic_write
 from kd_nmt.common.hashing import sha256_file  # noqa: F401  (store.sha256_file: the cache CLI uses it)
 from kd_nmt.errors import KDNMTError
 
@@ -171,19 +172,12 @@ def data_hash(data_dir, split, src, tgt):
 
 
 def write_json_atomic(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def write_npy_atomic(path, array):
-    tmp = path + ".tmp.npy"
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with atomic_file(path, binary=True) as f:
+        np.save(f, array)
 
 
 def chunk_dir(cache_dir, index):
@@ -247,6 +241,16 @@ def npy_problem(path, shape, dtype):
     return None
 
 
+def _allocate(path):
+    """Reserve the disk blocks of the (sparse) file ``path``: a memory-mapped write into a full
+    disk is a SIGBUS that kills the process; a full disk is an OSError here instead."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)  # (its OSError is named by the caller)
+    finally:
+        os.close(fd)
+
+
 class ChunkWriter:
     """Memory-mapped arrays of one chunk in ``NNNNN.tmp/``; ``commit()`` renames it into place."""
 
@@ -256,12 +260,22 @@ class ChunkWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
         os.makedirs(self.tmp)
         dtypes = expected_dtypes(vocab_size, logp, mode, draws)
-        self.arrays = {
-            name: np.lib.format.open_memmap(
-                os.path.join(self.tmp, f"{name}.npy"), mode="w+", dtype=dtypes[name], shape=shape
-            )
-            for name, shape in expected_shapes(n_rows, k, mode).items()
-        }
+        self.arrays = {}
+        try:
+            for name, shape in expected_shapes(n_rows, k, mode).items():
+                path = os.path.join(self.tmp, f"{name}.npy")
+                self.arrays[name] = np.lib.format.open_memmap(path, mode="w+", dtype=dtypes[name], shape=shape)
+                _allocate(path)
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, OSError) and exc.filename is None:  # numpy's header write: ENOSPC
+                exc.filename = os.path.join(self.final, f"{name}.npy")
+            raise
+
+    def abort(self):
+        """Drop the chunk's temporary folder (a failed or interrupted chunk leaves nothing)."""
+        self.arrays = {}
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def commit(self):
         for name, array in self.arrays.items():

@@ -90,7 +90,7 @@ def ensure_converted(checkpoint, data_bin, source_lang, target_lang, quantizatio
         converter.convert(tmp, quantization=quantization, force=True)
         with open(os.path.join(tmp, STAMP), "w", encoding="utf-8") as f:
             json.dump(stamp, f, indent=1)
-    except KDNMTError:
+    except (KDNMTError, OSError):  # an OSError is the disk's (full, read-only), not the checkpoint's
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     except Exception as exc:

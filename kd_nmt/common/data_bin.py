@@ -5,9 +5,11 @@ preprocessed as; fairseq's translation task reads either direction) next to the 
 ``dict.{lang}.txt``. Every question about them is answered here, with one KDNMTError naming
 what was found when the answer is missing or ambiguous.
 """
+import functools
 import itertools
 import os
 import re
+import struct
 from dataclasses import dataclass
 
 from kd_nmt.errors import KDNMTError
@@ -163,3 +165,66 @@ def split_prefixes(data_dir, split, src, tgt, langs=None, combine=True, exists=_
         if not combine:
             break
     return prefixes
+
+
+_MMAP_MAGIC = b"MMIDIDX\x00\x00"
+_MMAP_HEADER = 26  # magic 9, version 8, dtype code 1, length 8 bytes; then int32 sizes, int64 pointers
+
+
+def binarized_problem(prefix):
+    """None if ``PREFIX.idx`` and ``PREFIX.bin`` (fairseq-preprocess's mmap format) are whole,
+    else what is wrong: sizes from the index's header only (a cut-short file keeps its header)."""
+    from fairseq.data.indexed_dataset import _code_to_dtype
+
+    idx, data = prefix + ".idx", prefix + ".bin"
+    with open(idx, "rb") as f:
+        head = f.read(_MMAP_HEADER)
+        if len(head) < _MMAP_HEADER or not head.startswith(_MMAP_MAGIC):
+            return None  # not this format (or too short to say): fairseq's own reader decides
+        dtype = _code_to_dtype.get(head[17])
+        (n,) = struct.unpack("<Q", head[18:26])
+        size, want = os.fstat(f.fileno()).st_size, _MMAP_HEADER + 12 * n
+        if dtype is None or size != want:
+            return f"{idx} has {size} bytes where its header says {want} (cut short or damaged)"
+        if not n:
+            return None
+        f.seek(_MMAP_HEADER + 4 * (n - 1))
+        (last_size,) = struct.unpack("<i", f.read(4))
+        f.seek(_MMAP_HEADER + 4 * n + 8 * (n - 1))
+        (last_pointer,) = struct.unpack("<q", f.read(8))
+    need = last_pointer + last_size * dtype().itemsize
+    have = os.path.getsize(data)
+    if have < need:
+        return f"{data} has {have} bytes where its index needs {need} (cut short)"
+    return None
+
+
+def install_indexed_dataset_check():
+    """Idempotently make fairseq's ``MMapIndexedDataset`` check its two files when it opens them.
+
+    fairseq read a cut-short ``.bin`` until the first sentence past its end (``ValueError:
+    buffer is smaller than requested size``, a traceback mid-run) and a cut-short ``.idx`` failed
+    in numpy, then again in ``__del__``; now either is one KDNMTError naming the file, before
+    anything is read.
+    """
+    from fairseq.data import indexed_dataset
+
+    cls = indexed_dataset.MMapIndexedDataset
+    if getattr(cls, "_kd_nmt_checked", False):
+        return
+    original_init, original_del = cls._do_init, cls.__del__
+
+    @functools.wraps(original_init)
+    def _do_init(self, path):
+        problem = binarized_problem(path)
+        if problem:
+            raise KDNMTError(f"damaged data-bin split: {problem}; rebuild it with fairseq-preprocess "
+                             "(or restore it from a copy)")
+        original_init(self, path)
+
+    def __del__(self):
+        if "_bin_buffer_mmap" in self.__dict__:  # not for an object whose opening failed
+            original_del(self)
+
+    cls._do_init, cls.__del__ = _do_init, __del__
+    cls._kd_nmt_checked = True

@@ -181,14 +181,13 @@ class HybridKDCriterion(WordKDCriterion):
         ce, nll = self.compute_loss(model, gold_out, sample, reduce=False)
         ce, nll = ce.view(bsz, -1).sum(1), nll.view(bsz, -1).sum(1)
         student = self.positions(gold_out[0])
-        dist, target, teacher_nll = self.teacher_on(sample, like=gold_out[0])
-        dist = self.kd_target(dist, gold_out[0])
+        targets, target, teacher_nll = self.teacher_on(sample, like=gold_out[0])
+        targets = self.kd_target(targets, gold_out[0])
         kd_mask = self.selected = self.selected_tokens(student, target)  # --kd-select (None: off)
 
         def row(i):  # word_kd's own KD term, one sentence at a time
-            d = tuple(x[i:i + 1] for x in dist) if isinstance(dist, tuple) else dist[i:i + 1]
             return kd_term(
-                student[i:i + 1], d, target[i:i + 1], self.padding_idx, self.kd_divergence,
+                student[i:i + 1], targets[i:i + 1], target[i:i + 1], self.padding_idx, self.kd_divergence,
                 self.kd_temperature, kd_mask=None if kd_mask is None else kd_mask[i:i + 1], **self.kd_params,
             )
 

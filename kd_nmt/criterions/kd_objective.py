@@ -23,19 +23,18 @@ float16/bfloat16 gradient is the exact one rounded once, as on fairseq's own CE 
 also keeps a float32 ``[tokens x V]``, its log-probs). The teacher buffer is reused only when it
 has that dtype.
 
-The gold CE and NLL (also when ``ce_weight`` is 0, for logging) and the teacher's gold NLL come
-out of the same pass. First-order only; the graph is backpropagated once (as fairseq's trainer
-does). Same values and gradients as the plain computation (``tests/test_kd_objective.py``).
+What the KD term compares, and its gradient over a chunk, is the teacher targets' own math
+(``TeacherTargets.kd_chunk``, ``kd_nmt/teacher/``): this module is the chunking, the gold CE
+and the autograd plumbing, the same for every kind of teacher. The gold CE and NLL (also when
+``ce_weight`` is 0, for logging) and the teacher's gold NLL come out of the same pass.
+First-order only; the graph is backpropagated once (as fairseq's trainer does). Same values and
+gradients as the plain computation (``tests/test_kd_objective.py``).
 """
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
-
-from kd_nmt.divergences import divergence_from_log_probs
-from kd_nmt.sparse_teacher import EstimatedTeacher
 
 # Rows per chunk. Measured (V = 32k, 2,048 tokens, fkl, 2 cores): 256 rows (33 MB per chunk
 # tensor) 0.30 s, 32 rows (4 MB: the chunk's temporaries stay in the 32 MB L3) 0.21 s.
@@ -74,40 +73,18 @@ def _gold_nll(scores, target):
     return lse - scores.gather(-1, target[:, None]).squeeze(-1), lse
 
 
-def _chunk(s, t, ids, target, keep, kd_keep, cfg):
+def _chunk(s, t, target, keep, kd_keep, cfg):
     """One chunk: (d objective / d logits ``[r, V]``, its ``ObjectiveParts``), >= float32.
 
-    s: ``[r, V]`` student logits; t: ``[r, V]`` teacher scores, or ``[r, k]`` scores of the
-    teacher's tokens ``ids`` ``[r, k]`` (a sparse teacher; ``ids`` None for a dense one);
+    s: ``[r, V]`` student logits; t: the chunk's rows of the ``TeacherTargets`` (``[r, ...]``);
     target ``[r]``; keep ``[r]`` (1.0 where the CE term, its NLL and the teacher's NLL count,
-    0.0 elsewhere); kd_keep ``[r]`` (the same for the KD term). t may also be an
-    ``EstimatedTeacher`` (a topk-tail / sample cache, ``kd_nmt.sparse_teacher``): its own KD term,
-    differentiated by autograd on the chunk.
+    0.0 elsewhere); kd_keep ``[r]`` (the same for the KD term).
     """
     dtype = torch.float64 if s.dtype == torch.float64 else torch.float32  # at least float32
-    tau = float(cfg.temperature)
-    if isinstance(t, EstimatedTeacher):
-        s, keep, kd_keep = s.to(dtype), keep.to(dtype), kd_keep.to(dtype)
-        kd, grad = t.kd_and_grad(s, kd_keep, cfg.name, tau, cfg.params)
-        return _with_ce(s, target, keep, cfg, grad.mul_(cfg.kd_weight), kd, None, s.new_zeros(()))
-    s, t, keep, kd_keep = s.to(dtype), t.to(dtype), keep.to(dtype), kd_keep.to(dtype)
-    s_kd = s if ids is None else s.gather(-1, ids)  # the student over the teacher's support
-    lq = F.log_softmax(s_kd if tau == 1.0 else s_kd / tau, dim=-1)  # student log-probs at tau
-    lp = F.log_softmax(t if tau == 1.0 else t / tau, dim=-1)  # teacher log-probs at tau
-    zero = s.new_zeros(())
-    teacher_nll = (_gold_nll(t, target)[0] * keep).sum() if cfg.nll_of_teacher else zero
-    with torch.enable_grad():  # the divergence's own hand-written backward, w.r.t. log q
-        lq_leaf = lq.detach().requires_grad_(True)
-        kd = (divergence_from_log_probs(cfg.name, lq_leaf, lp, **cfg.params) * kd_keep).sum()
-        (g_lq,) = torch.autograd.grad(kd, lq_leaf)
-    kd = kd.detach()
-    del lp
-    # back through log_softmax(s_kd / tau): d/ds_kd = (g - q_tau * sum g) / tau
-    q_tau = lq.exp()
-    g_kd = q_tau.mul(g_lq.sum(-1, keepdim=True)).neg_().add_(g_lq).mul_(cfg.kd_weight / tau)
-    del g_lq
-    grad = g_kd if ids is None else torch.zeros_like(s).scatter_add_(-1, ids, g_kd)
-    return _with_ce(s, target, keep, cfg, grad, kd, q_tau if tau == 1.0 and ids is None else None, teacher_nll)
+    s, keep, kd_keep = s.to(dtype), keep.to(dtype), kd_keep.to(dtype)
+    kd, grad, q = t.kd_chunk(s, kd_keep, cfg.name, float(cfg.temperature), cfg.params, cfg.kd_weight)
+    teacher_nll = (t.gold_nll(target, dtype) * keep).sum() if cfg.nll_of_teacher else s.new_zeros(())
+    return _with_ce(s, target, keep, cfg, grad, kd, q, teacher_nll)
 
 
 def _with_ce(s, target, keep, cfg, grad, kd, q, teacher_nll):
@@ -137,34 +114,20 @@ class _KDObjective(torch.autograd.Function):
     def forward(ctx, logits, teacher, target, ce_mask, kd_mask, cfg):
         V = logits.size(-1)
         student = logits.detach().reshape(-1, V)
-        if isinstance(teacher, tuple):  # sparse: (ids [B, T, k], scores [B, T, k])
-            ids, scores = (x.reshape(-1, x.size(-1)) for x in teacher)
-        elif isinstance(teacher, EstimatedTeacher):  # topk-tail / sample cache: rows sliced like scores
-            ids, scores = None, teacher.reshape_positions(-1)
-        else:
-            ids, scores = None, teacher.detach().reshape(-1, V)
+        rows = teacher.reshape_positions(-1)  # [N, ...], sliced like the student's rows
         target = target.reshape(-1)
         real = target.ne(cfg.padding_idx)
         keep = (real if ce_mask is None else ce_mask.reshape(-1) & real).to(torch.float32)
         kd_keep = (real if kd_mask is None else kd_mask.reshape(-1) & real).to(torch.float32)
         grad_dtype = torch.promote_types(student.dtype, torch.float32)  # see the module docstring
-        reuse = (
-            cfg.consume_teacher
-            and isinstance(scores, torch.Tensor)
-            and ids is None
-            and scores.dtype == grad_dtype
-            and scores.data_ptr() == teacher.data_ptr()
-            and teacher.is_contiguous()
-        )
-        grad = scores if reuse else torch.empty(student.shape, dtype=grad_dtype, device=student.device)
+        grad = teacher.reusable_gradient_buffer(rows, grad_dtype) if cfg.consume_teacher else None
+        if grad is None:
+            grad = torch.empty(student.shape, dtype=grad_dtype, device=student.device)
         totals = ObjectiveParts(*(torch.zeros((), dtype=torch.float64, device=student.device),) * 5)
         for start in range(0, student.size(0), KD_CHUNK_ROWS):
-            rows = slice(start, start + KD_CHUNK_ROWS)
-            g, parts = _chunk(
-                student[rows], scores[rows], None if ids is None else ids[rows], target[rows], keep[rows],
-                kd_keep[rows], cfg,
-            )
-            grad[rows] = g  # (over the teacher rows just read, when reuse)
+            chunk = slice(start, start + KD_CHUNK_ROWS)
+            g, parts = _chunk(student[chunk], rows[chunk], target[chunk], keep[chunk], kd_keep[chunk], cfg)
+            grad[chunk] = g  # (over the teacher rows just read, when reused)
             totals = ObjectiveParts(*(total + part.double() for total, part in zip(totals, parts)))
         ctx.save_for_backward(grad)
         ctx.shape, ctx.dtype = logits.shape, logits.dtype
@@ -186,40 +149,20 @@ def kd_objective(student_logits, teacher, target, padding_idx, *, kd_weight, nam
                  nll_of_teacher=False, ce_mask=None, kd_mask=None) -> ObjectiveParts:
     """``ce_weight * CE + kd_weight * KD`` over the non-pad tokens, and its parts.
 
-    student_logits: ``[B, T, V]`` (requires grad). teacher: ``[B, T, V]`` scores whose softmax
-    is the teacher distribution (logits or log-probs), or a sparse teacher ``(ids [B, T, k],
-    scores [B, T, k])`` (a cache, or a dense teacher's top k): then both sides are renormalised
-    over the teacher's ids for the KD term, as ``word_kd.kd_term`` does; or an
-    ``EstimatedTeacher`` (a topk-tail / sample cache): its ``kd_per_token``, as ``kd_term``
-    does. target: ``[B, T]`` gold ids; positions equal to ``padding_idx`` contribute nothing.
-    ``epsilon``: label smoothing of the CE term. ``consume_teacher``: write the gradient over a
-    dense ``teacher`` (the caller must not read it again). ``ce_mask`` / ``kd_mask``: ``[B, T]``
-    bool, the positions the CE term (with the logged NLL and teacher NLL) / the KD term cover,
-    within the non-pad ones (None: all of them); selective KD passes a ``kd_mask``, on-policy KD
-    both.
+    student_logits: ``[B, T, V]`` (requires grad). teacher: the ``TeacherTargets`` of those
+    positions (``kd_nmt/teacher/``): the KD term is theirs, as ``word_kd.kd_term`` computes it
+    (dense scores; a sparse top k, both sides renormalised over the teacher's ids; a topk-tail
+    or sample cache's own term). target: ``[B, T]`` gold ids; positions equal to
+    ``padding_idx`` contribute nothing. ``epsilon``: label smoothing of the CE term.
+    ``consume_teacher``: write the gradient over a dense ``teacher``'s scores (the caller must not
+    read them again). ``ce_mask`` / ``kd_mask``: ``[B, T]`` bool, the positions the CE term (with
+    the logged NLL and teacher NLL) / the KD term cover, within the non-pad ones (None: all of
+    them); selective KD passes a ``kd_mask``, on-policy KD both.
 
-    Returns ``ObjectiveParts(objective, ce, nll, kd, teacher_nll)``; ``teacher_nll`` (dense
-    teachers only) is 0 unless ``nll_of_teacher``.
+    Returns ``ObjectiveParts(objective, ce, nll, kd, teacher_nll)``; ``teacher_nll`` (teachers of
+    the full vocabulary only) is 0 unless ``nll_of_teacher``.
     """
-    if isinstance(teacher, tuple):
-        ids, scores = teacher
-        if ids.shape != scores.shape or ids.shape[:-1] != student_logits.shape[:-1]:
-            raise ValueError(
-                f"sparse teacher ids {tuple(ids.shape)} / scores {tuple(scores.shape)} do not match "
-                f"student logits {tuple(student_logits.shape)} (expected [..., k] beside [..., V])"
-            )
-        if nll_of_teacher:
-            raise ValueError("nll_of_teacher needs a dense teacher (a sparse one lacks the full distribution)")
-    elif isinstance(teacher, EstimatedTeacher):
-        if teacher.position_shape != student_logits.shape[:-1] or nll_of_teacher:
-            raise ValueError(
-                f"{type(teacher).__name__} positions {tuple(teacher.position_shape)} do not match student "
-                f"logits {tuple(student_logits.shape)}, or nll_of_teacher asked of a sparse teacher"
-            )
-    elif teacher.shape != student_logits.shape:
-        raise ValueError(
-            f"student logits {tuple(student_logits.shape)} and teacher {tuple(teacher.shape)} differ in shape"
-        )
+    teacher.check_matches(student_logits, nll_of_teacher)
     cfg = _Settings(
         padding_idx, float(ce_weight), float(epsilon), float(kd_weight), name, temperature,
         dict(params or {}), consume_teacher, nll_of_teacher,

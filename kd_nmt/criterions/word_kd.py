@@ -11,6 +11,11 @@ by ``sample_size`` = number of target tokens). The teacher scores the *gold* pre
 Both terms see the same positions: with ``--ignore-prefix-size n`` the first n target
 positions are dropped from the KD term as fairseq drops them from the CE term.
 
+The teacher is ``task.teacher``, a ``kd_nmt.teacher.protocol.KDTeacher`` (a live model or
+ensemble, or a teacher cache): the criterion asks it for the ``TeacherTargets`` of a batch and
+hands them to the KD term, never asking which kind it is; where a run needs what a teacher lacks
+(on-policy KD a live one, TAID scores), it reads the teacher's capability and refuses in one line.
+
 ``--kd-topk k`` keeps, per position, the teacher's ``k`` most probable tokens and renormalises
 *both* distributions over that set before ``D`` (reverse divergences are undefined where a
 truncated teacher is 0). The student's probability mass outside the set is then ignored by the
@@ -28,6 +33,7 @@ Validation reports the student's label-smoothed CE on gold as ``loss`` (so
 teacher's gold NLL are logged beside it. All losses are logged in base 2, like fairseq's.
 """
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -49,7 +55,6 @@ from kd_nmt.divergences import (
     DEFAULT_MU,
     DEFAULT_SKEW,
     DIVERGENCES,
-    divergence,
     divergence_params,
 )
 from kd_nmt.criterions.on_policy import (
@@ -62,8 +67,6 @@ from kd_nmt.criterions.on_policy import (
 from kd_nmt.criterions.selection import SELECT_KINDS, CEQueue, check_selection, select_in_batch, student_gold_ce
 from kd_nmt.errors import KDNMTError
 from kd_nmt.criterions.taid import TAIDSchedule, interpolated_target
-from kd_nmt.sparse_teacher import EstimatedTeacher
-from kd_nmt.teacher import Teacher
 
 
 @dataclass
@@ -122,53 +125,28 @@ class WordKDConfig(LabelSmoothedCrossEntropyCriterionConfig):
     kd_on_policy_max_len_b: int = field(default=10, metadata={"help": "on-policy KD: see --kd-on-policy-max-len-a"})
 
 
-def top_k_support(teacher, topk):
-    """The teacher cut to its ``topk`` most probable tokens, as a sparse ``(ids, scores)`` teacher.
-
-    teacher: dense ``[..., V]`` scores, or sparse ``(ids, scores)`` ``[..., k]`` (a cache): then the
-    ``topk`` best of its ids. ``topk`` 0, or not below the teacher's size (V or k): returned as it is.
-    """
-    sparse = isinstance(teacher, tuple)
-    scores = teacher[1] if sparse else teacher
-    if not 0 < topk < scores.size(-1):
-        return teacher
-    top, where = scores.topk(topk, dim=-1)
-    return (teacher[0].gather(-1, where) if sparse else where), top
-
-
 def kd_term(student_logits, teacher, target, padding_idx, name, temperature=1.0, topk=0, kd_mask=None,
             **params):
     """The KD term: the divergence per target token, summed over non-pad tokens (a scalar).
 
     student_logits: ``[B, T, V]``.
-    teacher: ``[B, T, V]`` logits or log-probs whose softmax is the teacher distribution, or a
-        sparse teacher ``(ids [B, T, k], log_probs [B, T, k])`` (e.g. from a cache).
+    teacher: the ``TeacherTargets`` of those positions (``kd_nmt/teacher/``), e.g. dense
+        ``[B, T, V]`` scores or a sparse top k from a cache.
     target: ``[B, T]`` gold ids; positions equal to ``padding_idx`` contribute nothing, nor do
         those where the optional ``kd_mask`` ``[B, T]`` (bool) is False (selective KD).
-    With ``topk`` > 0 or a sparse teacher, both sides are renormalised over the teacher's ids
-    before the divergence (``[B, T, k]`` tensors: small). A dense full-vocabulary teacher in
-    training goes through ``kd_objective`` (memory-lean, same value and gradient). A topk-tail /
-    sample cache's teacher (``kd_nmt.sparse_teacher``) computes its own term, no renormalising.
+    ``topk`` > 0 cuts the teacher to its top k first (``TeacherTargets.top_k``). Each kind of
+    targets computes its own term (``kd_per_token``: a sparse top k renormalises both sides over
+    its ids, a topk-tail / sample cache does not); full-vocabulary targets in training go
+    through ``kd_objective`` instead (memory-lean, same value and gradient).
     """
-    if isinstance(teacher, EstimatedTeacher):
-        if topk:
-            raise ValueError(f"topk {topk}: only a topk teacher can be cut to its top k")
-        per_token = teacher.kd_per_token(student_logits, name, temperature, **params)
-        dropped = target.eq(padding_idx) if kd_mask is None else target.eq(padding_idx) | ~kd_mask
-        return per_token.masked_fill(dropped, 0.0).sum()
-    teacher = top_k_support(teacher, topk)
-    if isinstance(teacher, tuple):
-        ids, teacher_scores = teacher
-        student_scores = student_logits.gather(-1, ids)
-    elif student_logits.requires_grad and torch.is_grad_enabled():
-        # dense teacher in training: the memory-lean path (one [tokens x V] kept for backward)
+    teacher = teacher.top_k(topk)
+    if teacher.full_vocabulary and student_logits.requires_grad and torch.is_grad_enabled():
+        # the memory-lean path (one [tokens x V] kept for backward)
         return kd_objective(
             student_logits, teacher, target, padding_idx, kd_weight=1.0, name=name,
             temperature=temperature, params=params, kd_mask=kd_mask,
         ).objective
-    else:
-        teacher_scores, student_scores = teacher, student_logits
-    per_token = divergence(name, student_scores, teacher_scores, temperature=temperature, **params)
+    per_token = teacher.kd_per_token(student_logits, name, temperature, **params)
     dropped = target.eq(padding_idx) if kd_mask is None else target.eq(padding_idx) | ~kd_mask
     return per_token.masked_fill(dropped, 0.0).sum()
 
@@ -203,15 +181,8 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
             raise KDNMTError(f"--kd-temperature must be > 0, got {cfg.kd_temperature}")
         if cfg.kd_topk < 0:
             raise KDNMTError(f"--kd-topk must be >= 0, got {cfg.kd_topk}")
-        if hasattr(teacher, "check_use"):  # a teacher cache: its mode limits what the run may ask
-            teacher.check_use(str(cfg.kd_divergence), cfg.kd_temperature, cfg.kd_topk)
-        cached_k = getattr(teacher, "k", None)  # a teacher cache holds the top k of V only
-        if cfg.kd_topk and cached_k is not None and cached_k < min(cfg.kd_topk, len(task.target_dictionary)):
-            raise KDNMTError(
-                f"--kd-topk {cfg.kd_topk} asks for more of the teacher than the teacher cache "
-                f"{teacher.cache.path!r} holds (its top {cached_k}): use --kd-topk {cached_k} or less "
-                f"(0 = every cached id), or rebuild the cache with `kd-nmt cache-teacher --topk {cfg.kd_topk}`"
-            )
+        # what the teacher cannot serve (a cache's mode: its temperature, divergences, top k)
+        teacher.check_use(str(cfg.kd_divergence), cfg.kd_temperature, cfg.kd_topk)
         self.kd_alpha = cfg.kd_alpha
         self.kd_temperature = cfg.kd_temperature
         self.kd_divergence = str(cfg.kd_divergence)
@@ -238,11 +209,10 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
                 f"--kd-taid-start {cfg.kd_taid_start} must be in [0, 1), --kd-taid-end {cfg.kd_taid_end} in "
                 f"(0, 1] and not below it, --kd-taid-alpha {cfg.kd_taid_alpha} in [0, 1], "
                 f"--kd-taid-momentum {cfg.kd_taid_momentum} in [0, 1)")
-        mode = getattr(getattr(teacher, "cache", None), "mode", None)
-        if not isinstance(teacher, Teacher) and mode != "topk":
+        if not teacher.interpolable:
             raise KDNMTError(
                 f"--kd-taid interpolates the teacher's scores with the student's: a live teacher or a topk "
-                f"teacher cache has them, a {mode} cache does not (it holds an estimate of the divergence)")
+                f"teacher cache has them, a {teacher.name} does not (it holds an estimate of the divergence)")
         self.taid = TAIDSchedule(cfg.kd_taid_steps, cfg.kd_taid_start, cfg.kd_taid_end, cfg.kd_taid_alpha,
                                  cfg.kd_taid_momentum)
 
@@ -250,16 +220,12 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
         """Called by ``kd_translation.train_step`` (fairseq passes the count to the model only)."""
         self.num_updates = num_updates
 
-    def kd_target(self, dist, student_logits):
-        """The KD term's teacher side: ``dist`` itself, or with ``--kd-taid`` TAID's target
-        (``dist``, dense ``[B, T, V]`` or sparse ``(ids, scores)``, at the CE term's positions)."""
+    def kd_target(self, targets, student_logits):
+        """The KD term's teacher side: ``targets`` (at the CE term's positions) themselves, or with
+        ``--kd-taid`` TAID's target over the same ids."""
         if self.taid is None:
-            return dist
-        student = self.positions(student_logits)
-        if isinstance(dist, tuple):
-            ids, scores = dist
-            return ids, interpolated_target(student.gather(-1, ids), scores, self.taid.t)
-        return interpolated_target(student, dist, self.taid.t)
+            return targets
+        return targets.rescored(self.positions(student_logits), functools.partial(interpolated_target, t=self.taid.t))
 
     def init_selection(self, cfg):
         """``--kd-select*`` (kd_nmt.criterions.selection), checked before training."""
@@ -282,7 +248,7 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
         if not self.kd_on_policy:
             return
         flag = f"--kd-on-policy {cfg.kd_on_policy}"
-        if not isinstance(teacher, Teacher):
+        if not teacher.any_prefix:
             raise KDNMTError(
                 f"{flag} needs a live teacher (--teacher-path): a teacher cache holds distributions on "
                 "the gold prefixes only, not on the student's own outputs"
@@ -316,28 +282,28 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
         return "word_kd"
 
     def positions(self, x):
-        """``x`` ``[B, T, ...]`` (or a sparse teacher's pair) without the first
+        """``x`` ``[B, T, ...]`` (a tensor or ``TeacherTargets``) without the first
         ``--ignore-prefix-size`` target positions: the positions fairseq's CE term sees."""
-        if isinstance(x, tuple):
-            return tuple(self.positions(part) for part in x)
         return x[:, self.ignore_prefix_size:] if self.ignore_prefix_size else x
 
-    def teacher_on(self, sample, like, ce_mask=None):
+    def teacher_on(self, sample, like, ce_mask=None, with_nll=True):
         """The teacher on ``sample``'s prefix, at the CE term's positions, cut to --kd-topk:
-        ``(dist, target, teacher_nll)``; ``teacher_nll`` summed over the non-pad tokens (within
-        ``ce_mask``, the gold rows of an on-policy batch)."""
-        dist, teacher_nll = self.task.teacher.distribution(sample, like=like)
+        ``(targets, target, teacher_nll)``; ``teacher_nll`` summed over the non-pad tokens (within
+        ``ce_mask``, the gold rows of an on-policy batch), None where the teacher leaves it to the
+        one pass (``with_nll`` False, ``KDTeacher.targets``)."""
+        targets, teacher_nll = self.task.teacher.targets(sample, like=like, with_nll=with_nll)
         target = self.positions(sample["target"])
-        dropped = target.eq(self.padding_idx) if ce_mask is None else target.eq(self.padding_idx) | ~ce_mask
-        teacher_nll = self.positions(teacher_nll).masked_fill(dropped, 0.0).sum()
-        return top_k_support(self.positions(dist), self.kd_topk), target, teacher_nll
+        if teacher_nll is not None:
+            dropped = target.eq(self.padding_idx) if ce_mask is None else target.eq(self.padding_idx) | ~ce_mask
+            teacher_nll = self.positions(teacher_nll).masked_fill(dropped, 0.0).sum()
+        return self.positions(targets).top_k(self.kd_topk), target, teacher_nll
 
     def kd_and_teacher_nll(self, student_logits, sample, kd_mask=None):
         """(KD term, teacher's gold NLL), sums over ``sample``'s tokens, for ``student_logits``."""
-        dist, target, teacher_nll = self.teacher_on(sample, like=student_logits)
-        dist = self.kd_target(dist, student_logits)
+        targets, target, teacher_nll = self.teacher_on(sample, like=student_logits)
+        targets = self.kd_target(targets, student_logits)
         kd = kd_term(
-            self.positions(student_logits), dist, target, self.padding_idx, self.kd_divergence,
+            self.positions(student_logits), targets, target, self.padding_idx, self.kd_divergence,
             self.kd_temperature, kd_mask=kd_mask, **self.kd_params,
         )
         return kd, teacher_nll
@@ -387,16 +353,13 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
             ce, nll = self.compute_loss(model, net_output, sample, reduce=True)
             kd, teacher_nll = self.kd_and_teacher_nll(logits, sample, kd_mask)
             return ObjectiveParts(self.objective_from(ce, kd), ce, nll, kd, teacher_nll)
-        teacher = self.task.teacher
-        if hasattr(teacher, "dense") and not 0 < self.kd_topk < logits.size(-1) and self.taid is None:
-            # a live teacher, full vocabulary: its gold NLL comes out of the same pass
-            target = self.positions(sample["target"])
-            dist, teacher_nll = self.positions(teacher.dense(sample, like=logits)), None
-        else:  # a cache (sparse), a live teacher cut to --kd-topk, or TAID's moving target
-            dist, target, teacher_nll = self.teacher_on(sample, like=logits, ce_mask=ce_mask)
-            dist = self.kd_target(dist, logits)
+        # targets that reach the pass as the teacher gave them (not cut to --kd-topk, no TAID):
+        # where they are the whole distribution, the teacher's gold NLL comes out of the same pass
+        uncut = not 0 < self.kd_topk < logits.size(-1) and self.taid is None
+        targets, target, teacher_nll = self.teacher_on(sample, like=logits, ce_mask=ce_mask, with_nll=not uncut)
+        targets = self.kd_target(targets, logits)
         parts = kd_objective(
-            self.positions(logits), dist, target, self.padding_idx,
+            self.positions(logits), targets, target, self.padding_idx,
             ce_weight=1.0 - self.kd_alpha, epsilon=self.eps,
             kd_weight=self.kd_alpha * self.kd_temperature ** 2, name=self.kd_divergence,
             temperature=self.kd_temperature, params=self.kd_params,
@@ -439,7 +402,7 @@ class WordKDCriterion(LabelSmoothedCrossEntropyCriterion):
             loss = ce
             # kd_nmt.cache: a teacher cache covers only the split it was built on (train), so
             # validation batches have no teacher: no KD term there
-            if not getattr(self.task.teacher, "training_split_only", False):
+            if not self.task.teacher.training_split_only:
                 kd, teacher_nll = self.kd_and_teacher_nll(net_output[0], sample)
         if model.training and self.taid is not None:  # TAID's t follows the KD loss per token
             self.taid.update(kd.item() / max(int(sample["ntokens"]), 1), self.num_updates)

@@ -21,7 +21,7 @@ from kd_nmt.common.detokenize import REMOVE_BPE
 from kd_nmt.common.atomic import atomic_write, publish_group
 from kd_nmt.common.lines import TextFile
 from kd_nmt.common.logging_setup import quiet_logging, status
-from kd_nmt.errors import KDNMTError
+from kd_nmt.errors import KDNMTError, unwritable
 from kd_nmt.filter import checks
 
 FILTERS = ("empty", "repeat", "length_ratio", "dedup", "chrf", "backward")
@@ -108,8 +108,9 @@ def _check_writable(path, what):
     if os.path.isdir(path):
         raise KDNMTError(f"{what} {path!r} is a directory")
     parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-        raise KDNMTError(f"cannot write {what} {path!r}: {parent!r} is not a writable directory")
+    problem = unwritable(parent)  # (was "is not a writable directory" for a file there too)
+    if problem:
+        raise KDNMTError(f"cannot write {what} {path!r}: {parent!r} {problem}")
 
 
 def _lines_text(lines):

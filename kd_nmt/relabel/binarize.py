@@ -26,7 +26,7 @@ from kd_nmt.common.args import ArgumentParser, check_minimums
 from kd_nmt.common.data_bin import binarized_files, dictionary_path, infer_languages
 from kd_nmt.common.lines import TextFile
 from kd_nmt.common.logging_setup import status
-from kd_nmt.errors import KDNMTError
+from kd_nmt.errors import KDNMTError, os_error_in, unwritable
 
 
 def _split_sizes(prefix):
@@ -49,8 +49,9 @@ def check_destdir(destdir):
             "delete it or choose another"
         )
     parent = os.path.dirname(os.path.abspath(destdir))
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-        raise KDNMTError(f"cannot create {destdir!r}: {parent!r} is not a writable directory")
+    problem = unwritable(parent)  # (was "is not a writable directory" for a file there too)
+    if problem:
+        raise KDNMTError(f"cannot create {destdir!r}: {parent!r} {problem}")
 
 
 def _link_or_copy(src, dst):
@@ -90,6 +91,9 @@ def binarize(data_bin, source_lang, target_lang, source_file, target_file, destd
         proc = subprocess.run(cmd, capture_output=True, text=True,
                               env=dict(os.environ, PYTHONWARNINGS="ignore"))
         if proc.returncode != 0:
+            exc = os_error_in(proc.stderr)  # a full disk: the disk's one line, not its traceback
+            if exc is not None:
+                raise OSError(exc.errno, exc.strerror, destdir)
             raise KDNMTError(
                 f"fairseq-preprocess failed (exit {proc.returncode}): "
                 + " | ".join(proc.stderr.strip().splitlines()[-5:])
@@ -143,6 +147,10 @@ def binarize(data_bin, source_lang, target_lang, source_file, target_file, destd
         if os.path.isdir(destdir):
             os.rmdir(destdir)  # empty (check_destdir)
         os.rename(tmp, destdir)
+    except OSError as exc:  # a full disk while copying into DEST.tmp.PID: name DEST, not "(no file)"
+        if exc.filename is None or str(exc.filename).startswith(tmp):
+            exc.filename, exc.filename2 = destdir, None
+        raise
     finally:
         shutil.rmtree(text_dir, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -514,3 +514,5 @@ def main(argv=None):
         _log(f"interrupted; finished chunks are kept in {job.workdir.path}: rerun the same "
              "command to resume")
         return 130
+    finally:  # a failed run (a full disk) releases its work folder: a rerun may resume it
+        job.workdir.close()

@@ -1,4 +1,4 @@
-"""The teacher: a frozen fairseq model (or ensemble) that scores the student's batches.
+"""The live teacher: a frozen fairseq model (or ensemble) that scores the student's batches.
 
 The teacher is held by the task, never by the criterion or the model: fairseq's Trainer
 casts, DDP-wraps, optimizes and saves every submodule of those, and a teacher must be none
@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from kd_nmt.checkpoint import checkpoint_vocab_sizes, load_checkpoint, load_models
 from kd_nmt.common.dictionaries import checkpoint_dictionaries, describe_difference
 from kd_nmt.errors import KDNMTError
+from kd_nmt.teacher.dense import DenseTargets
+from kd_nmt.teacher.protocol import KDTeacher
 
 
 def check_teacher_dictionaries(path, state, src_dict, tgt_dict, langs=(None, None)):
@@ -46,8 +48,12 @@ def check_teacher_dictionaries(path, state, src_dict, tgt_dict, langs=(None, Non
             )
 
 
-class Teacher:
+class Teacher(KDTeacher):
     """A frozen model ensemble producing (tempered) token distributions on given prefixes."""
+
+    name = "live teacher"
+    any_prefix = True  # the student's own outputs too (on-policy KD)
+    interpolable = True  # its scores are logits (TAID)
 
     def __init__(self, models, paths=()):
         if not models:
@@ -106,24 +112,19 @@ class Teacher:
         return torch.logsumexp(torch.stack(lprobs), dim=0) - math.log(len(lprobs))
 
     @torch.no_grad()
-    def distribution(self, sample, like):
-        """The teacher's view of a batch, for a KD criterion.
+    def targets(self, sample, like, with_nll=True):
+        """The teacher's view of a batch, for a KD criterion (``KDTeacher.targets``).
 
-        Returns ``(dist, gold_nll)``: ``dist`` ``[B, T, V]`` scores whose softmax is the
+        Returns ``(DenseTargets, gold_nll)``: scores ``[B, T, V]`` whose softmax is the
         (ensemble) distribution on the gold prefix of ``sample`` (a single model's raw logits,
-        or an ensemble's averaged log-probabilities), and ``gold_nll`` ``[B, T]`` the teacher's
-        NLL of ``sample["target"]``. Moves the teacher next to ``like`` (the student's logits).
-        A teacher cache offers the same method with a sparse ``dist`` (``(ids, log_probs)``).
+        or an ensemble's averaged log-probabilities: fresh tensors the caller owns), and
+        ``gold_nll`` ``[B, T]`` the teacher's NLL of ``sample["target"]`` (None unless
+        ``with_nll``: no gold NLL pass). Moves the teacher next to ``like`` (the student's logits).
         """
         self.to_like(like)
         logits = self.logits(sample["net_input"])
-        return self._scores(logits), self.gold_nll(logits, sample["target"])
-
-    @torch.no_grad()
-    def dense(self, sample, like):
-        """``distribution``'s ``dist`` alone (no gold NLL pass), a fresh tensor the caller owns."""
-        self.to_like(like)
-        return self._scores(self.logits(sample["net_input"]))
+        targets = DenseTargets(scores=self._scores(logits))
+        return targets, self.gold_nll(logits, sample["target"]) if with_nll else None
 
     def _scores(self, logits):
         return logits[0] if len(logits) == 1 else self.log_probs(None, logits=logits)
