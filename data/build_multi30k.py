@@ -115,13 +115,13 @@ def build(out=DEFAULT_OUT, shipped=None, force=False):
                          "choose another --out, or delete it")
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
+        tmp.mkdir(parents=True)
         manifest = _write(tmp, shipped, sums, start)
     except BaseException as exc:  # a full disk: no half-written folder stays
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError) and exc.filename is None:  # (write_text's ENOSPC names none)
-            exc.filename = str(out)
+        if isinstance(exc, OSError) and (exc.filename is None or str(exc.filename).startswith(str(tmp))):
+            exc.filename = str(out)  # (write_text's ENOSPC names no file; the .tmp is not the user's)
         raise
     if out.exists():
         shutil.rmtree(out)

@@ -37,18 +37,29 @@ from tool_common import run_tool
 from kd_nmt.common.args import ArgumentParser
 from kd_nmt.common.atomic import atomic_copy, atomic_torch_save, atomic_write
 from kd_nmt.common.hashing import sha256_file as sha256
+from kd_nmt.errors import KDNMTError
 
 FILES = ("model.pt", "spm.model", "dict.de.txt", "dict.en.txt")
 
 
-def average(paths):
-    """The first checkpoint's state with ``model`` replaced by the float64 mean over ``paths``."""
+def load(path):
+    """The checkpoint ``path`` as saved (a file the user named: trusted); a cut-short or foreign
+    file is one KDNMTError naming it (torch's RuntimeError was a traceback)."""
     import torch
 
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001  (truncated, not a torch file, ...)
+        raise KDNMTError(f"cannot read checkpoint {path!r}: {type(exc).__name__}: {str(exc)[:120]}. "
+                         "Is it a complete fairseq checkpoint?") from None
+
+
+def average(paths):
+    """The first checkpoint's state with ``model`` replaced by the float64 mean over ``paths``."""
     first = None
     total = None
     for path in paths:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load(path)
         weights = state["model"]
         if total is None:
             first, total = state, {k: v.double().clone() for k, v in weights.items()}
@@ -79,7 +90,7 @@ def ship(checkpoints, data, out, note, info):
     from omegaconf import open_dict
 
     os.makedirs(out, exist_ok=True)
-    tied = tied_names(torch.load(checkpoints[0], map_location="cpu", weights_only=False)["model"])
+    tied = tied_names(load(checkpoints[0])["model"])
     state = average(checkpoints)
     floats = {k: v.to(torch.float16) for k, v in state["model"].items()}
     # the shared embedding matrix is one tensor under three names: save it once (torch.save

@@ -90,8 +90,10 @@ def ensure_converted(checkpoint, data_bin, source_lang, target_lang, quantizatio
         converter.convert(tmp, quantization=quantization, force=True)
         with open(os.path.join(tmp, STAMP), "w", encoding="utf-8") as f:
             json.dump(stamp, f, indent=1)
-    except (KDNMTError, OSError):  # an OSError is the disk's (full, read-only), not the checkpoint's
+    except (KDNMTError, OSError) as exc:  # an OSError is the disk's (full, read-only), not the checkpoint's
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and (exc.filename is None or str(exc.filename).startswith(tmp)):
+            exc.filename, exc.filename2 = model_dir, None  # (the temporary was named, or nothing)
         raise
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
